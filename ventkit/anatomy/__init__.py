@@ -1,0 +1,1 @@
+"""The anatomy corpus: real label maps, deformations, ventricle resizing, rendering and datasets."""

@@ -1,0 +1,136 @@
+"""Build the anatomy corpus: deformed, ventricle-resized label maps with rendered images."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import Volume
+from ..labels import TO_SEGMENTATION, VENTRICLE_IDS, to_segmentation
+from ..progress import Callback, track
+from .deform import DeformationSpec, RandomDeformation
+from .grid import GRIDS, Grid, sample_labels
+from .nnunet import NnUNetDatasetWriter
+from .render import RenderSpec, load_generation_classes, render
+from .subjects import list_subjects, load_subject, split_subjects
+from .ventricles import MAX_ML, MIN_ML, VentricleFlow, calibrate, ids_mapping_to
+
+VolumeSampler = Callable[[np.random.Generator], "float | None"]
+
+
+def parse_volumes(spec: str) -> VolumeSampler:
+    """'uniform:A:B' (mL), a comma list '15,30,60' (cycled at random), or 'natural' (no resizing)."""
+    spec = spec.strip().lower()
+    if spec == "natural":
+        return lambda rng: None
+    try:
+        if spec.startswith("uniform:"):
+            lo, hi = (float(x) for x in spec.split(":")[1:3])
+            values = (lo, hi)
+            sampler = lambda rng: float(rng.uniform(lo, hi))  # noqa: E731
+        else:
+            values = tuple(float(x) for x in spec.split(","))
+            sampler = lambda rng: float(rng.choice(values))  # noqa: E731
+    except ValueError as exc:
+        raise InputError("--volumes", f"cannot parse '{spec}' (use uniform:5:300, 15,30,60 or natural)") from exc
+    if min(values) < MIN_ML or max(values) > MAX_ML:
+        raise InputError("--volumes", f"volumes must lie in {MIN_ML:g}-{MAX_ML:g} mL, got '{spec}'")
+    return sampler
+
+
+def brain_center(labels: Volume) -> np.ndarray:
+    """RAS centre of the bounding box of the brain labels."""
+    brain = np.isin(labels.array, [i for i, s in TO_SEGMENTATION.items() if s != 0])
+    idx = np.argwhere(brain)
+    mid = (idx.min(0) + idx.max(0)) / 2
+    return labels.affine[:3, :3] @ mid + labels.affine[:3, 3]
+
+
+def ventricle_ml(generation: np.ndarray, voxel_ml: float) -> float:
+    return float(np.isin(generation, ids_mapping_to(VENTRICLE_IDS)).sum()) * voxel_ml
+
+
+@dataclass
+class Case:
+    image: Volume
+    segmentation: Volume  # the 33 labels
+    generation: Volume  # SynthSeg generation labels (for rendering again)
+    info: dict
+
+
+def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
+                deformation: DeformationSpec | None = DeformationSpec(),
+                flow: VentricleFlow | None = None, tol: float = 0.01) -> tuple[Volume, dict]:
+    """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred)."""
+    center = brain_center(source)
+    affine = grid.affine(center)
+    chain = [] if deformation is None else [RandomDeformation.draw(rng, center, grid.extent_mm, deformation)]
+    voxel_ml = float(np.prod(grid.spacing)) / 1000
+    info: dict = {"requested_ml": target_ml}
+    if target_ml is not None:
+        flow = flow or VentricleFlow(source)
+        measure = lambda tr: ventricle_ml(sample_labels(source, affine, grid.shape, chain + [tr]), voxel_ml)  # noqa: E731
+        tr, _ = calibrate(flow, target_ml, measure, tol=tol)
+        chain = chain + [tr]
+    generation = sample_labels(source, affine, grid.shape, chain)
+    info["measured_ml"] = round(ventricle_ml(generation, voxel_ml), 3)
+    return Volume(generation, affine, source.source), info
+
+
+def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
+              render_spec: RenderSpec = RenderSpec(), generation_classes=None,
+              flow: VentricleFlow | None = None) -> Case:
+    """One training/test pair: resized, deformed labels and a rendered image on `grid`."""
+    generation, info = make_labels(source, grid, target_ml, rng, flow=flow)
+    image, params = render(generation.array, grid.spacing, rng, render_spec, generation_classes)
+    seg = generation.with_array(to_segmentation(generation.array))
+    return Case(generation.with_array(image), seg, generation, {**info, **params})
+
+
+def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", seed: int = 0,
+                 split: str = "train", grid: str = "paper", contrast: str = "t1",
+                 label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
+                 callback: Callback | None = None, cancelled=None, quiet: bool = False) -> dict:
+    """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
+
+    Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
+    finished cases and reproduces the rest exactly. Hold-out cases go to imagesTs/labelsTs.
+    """
+    if grid not in GRIDS:
+        raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+    if split not in ("train", "holdout"):
+        raise InputError("--split", f"unknown split '{split}' (use train or holdout)")
+    if n < 1:
+        raise InputError("--n", "need at least one case")
+    sample_volume = parse_volumes(volumes)
+    subjects = list_subjects(label_dir)
+    names = split_subjects(label_dir)[split]
+    if not names:
+        raise InputError(label_dir or "label maps", f"no {split} subjects")
+    classes = load_generation_classes(priors_dir) if contrast == "random" else None
+    writer = NnUNetDatasetWriter(out_dir, description=f"ventkit corpus: {split} subjects, volumes {volumes}, "
+                                                      f"grid {grid}, contrast {contrast}, seed {seed}")
+    test = split == "holdout"
+    # Group cases by subject so that each subject's ventricle flow is integrated once.
+    order = sorted(range(n), key=lambda i: (i % len(names), i))
+    flow_subject, flow = None, None
+    for i in track(order, n, f"corpus {split}", callback, cancelled, quiet):
+        case_id = f"{split}_{i:04d}"
+        if writer.has_case(case_id, test):
+            continue
+        subject = names[i % len(names)]
+        rng = np.random.default_rng([seed, i])
+        target = sample_volume(rng)
+        source = load_subject(str(subjects[subject]))
+        if target is not None and flow_subject != subject:
+            flow_subject, flow = subject, VentricleFlow(source)
+        t0 = time.time()
+        case = make_case(source, GRIDS[grid], target, rng, RenderSpec(contrast=contrast), classes, flow)
+        info = {"subject": subject, "split": split, "seed": seed, "index": i, **case.info,
+                "seconds": round(time.time() - t0, 2)}
+        writer.add_case(case_id, case.image, case.segmentation, info, test=test)
+    return writer.finish(Path(out_dir).name)

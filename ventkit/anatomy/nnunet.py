@@ -1,0 +1,88 @@
+"""Writers for nnU-Net v2 raw datasets (`dataset.json`, `imagesTr`, `labelsTr`, `imagesTs`, `labelsTs`).
+
+Each case is written atomically file by file and described in `meta/<case>.json`, so an interrupted
+build keeps only whole cases and can be resumed; `dataset.json` and `cases.csv` are written last.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Volume, write_text, write_volume
+from ..labels import NNUNET_CLASS_NAMES, NNUNET_VENTRICLE_CLASSES
+
+FILE_ENDING = ".nii.gz"
+
+
+def ventricle_classes(segmentation: np.ndarray) -> np.ndarray:
+    """33-label segmentation -> consecutive nnU-Net classes 0..6 (ventricles only)."""
+    lut = np.zeros(int(segmentation.max()) + 1 if segmentation.size else 1, np.uint8)
+    for fs_id, cls in NNUNET_VENTRICLE_CLASSES.items():
+        if fs_id < lut.size:
+            lut[fs_id] = cls
+    return lut[segmentation]
+
+
+class NnUNetDatasetWriter:
+    """Writes cases into one nnU-Net v2 raw dataset folder."""
+
+    def __init__(self, root: str | Path, description: str = "", full_labels: bool = True):
+        self.root = Path(root)
+        self.description = description
+        self.full_labels = full_labels
+        (self.root / "meta").mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, case_id: str, test: bool) -> dict[str, Path]:
+        s = "Ts" if test else "Tr"
+        p = {"image": self.root / f"images{s}" / f"{case_id}_0000{FILE_ENDING}",
+             "labels": self.root / f"labels{s}" / f"{case_id}{FILE_ENDING}",
+             "meta": self.root / "meta" / f"{case_id}.json"}
+        if self.full_labels:
+            p["full"] = self.root / f"labelsFull{s}" / f"{case_id}{FILE_ENDING}"
+        return p
+
+    def has_case(self, case_id: str, test: bool = False) -> bool:
+        return all(p.is_file() for p in self._paths(case_id, test).values())
+
+    def add_case(self, case_id: str, image: Volume, segmentation: Volume, info: dict, test: bool = False) -> None:
+        """Write image, ventricle classes (and the 33-label map); the meta file last marks it complete."""
+        paths = self._paths(case_id, test)
+        write_volume(image, paths["image"], dtype=np.float32)
+        write_volume(segmentation.with_array(ventricle_classes(segmentation.array)), paths["labels"], dtype=np.uint8)
+        if self.full_labels:
+            write_volume(segmentation, paths["full"], dtype=np.int16)
+        write_text(paths["meta"], json.dumps({"case_id": case_id, "test": test, **info}, indent=1))
+
+    def cases(self) -> list[dict]:
+        out = []
+        for meta in sorted((self.root / "meta").glob("*.json")):
+            info = json.loads(meta.read_text())
+            if self.has_case(info["case_id"], info["test"]):
+                out.append(info)
+        return out
+
+    def finish(self, name: str) -> dict:
+        """Write `dataset.json` and `cases.csv` for every complete case; return the dataset.json dict."""
+        cases = self.cases()
+        dataset = {
+            "name": name,
+            "description": self.description,
+            "channel_names": {"0": "T1"},
+            "labels": NNUNET_CLASS_NAMES,
+            "numTraining": sum(not c["test"] for c in cases),
+            "numTest": sum(c["test"] for c in cases),
+            "file_ending": FILE_ENDING,
+            "reference": "ventkit anatomy corpus rendered from SynthSeg label maps (Apache-2.0)",
+        }
+        write_text(self.root / "dataset.json", json.dumps(dataset, indent=1))
+        keys = sorted({k for c in cases for k in c})
+        buf = _io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(cases)
+        write_text(self.root / "cases.csv", buf.getvalue())
+        return dataset

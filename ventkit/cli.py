@@ -1,0 +1,163 @@
+"""`ventkit` command line: parse arguments, call the API, print results."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _io
+import json
+import sys
+from pathlib import Path
+
+from .errors import VentkitError
+
+
+def _flatten(report: dict) -> dict:
+    row = {"source": report["source"], "ventricles_total_ml": report["ventricles_total_ml"],
+           "lateral_asymmetry_percent": report["lateral_asymmetry_percent"],
+           "left_right_asymmetry_percent": report["left_right_asymmetry_percent"],
+           "evans_index": (report["evans"] or {}).get("evans_index")}
+    row.update({f"{k}_ml": v for k, v in report["ventricles_ml"].items() if k != "total"})
+    row.update({f"{k}_ml": v for k, v in report["structures_ml"].items()})
+    return row
+
+
+def cmd_volumes(args) -> None:
+    from .io import read_volume
+    from .volumetry import volume_report
+
+    report = volume_report(read_volume(args.labelmap, labels=True))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    elif args.csv:
+        row = _flatten(report)
+        buf = _io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(row))
+        w.writeheader()
+        w.writerow(row)
+        print(buf.getvalue(), end="")
+    else:
+        v = report["ventricles_ml"]
+        for key in ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral",
+                    "third", "fourth", "total"):
+            print(f"{key.replace('_', ' '):<26}{v[key]:9.2f} mL")
+        print(f"{'lateral asymmetry (L-R)':<26}{report['lateral_asymmetry_percent']:9.1f} %")
+        ev = report["evans"]
+        print(f"{'Evans index':<26}{ev['evans_index']:9.3f}" if ev else f"{'Evans index':<26}      n/a")
+
+
+def cmd_render(args) -> None:
+    import numpy as np
+
+    from .anatomy.render import RenderSpec, load_generation_classes, render
+    from .io import read_volume, write_volume
+    from .preview import save_preview
+
+    labels = read_volume(args.labelmap, labels=True)
+    classes = load_generation_classes(args.priors) if args.contrast == "random" else None
+    spec = RenderSpec(contrast=args.contrast, thickness_mm=(args.thickness, args.thickness))
+    image, params = render(labels.array, labels.spacing, np.random.default_rng(args.seed), spec, classes)
+    out = write_volume(labels.with_array(image), args.out)
+    print(f"wrote {out} ({', '.join(f'{k}={v}' for k, v in params.items())})")
+    if args.preview:
+        print(f"wrote {save_preview(args.preview, labels.with_array(image), labels)}")
+
+
+def cmd_resize(args) -> None:
+    import numpy as np
+
+    from .anatomy.corpus import make_labels
+    from .anatomy.grid import GRIDS, Grid
+    from .anatomy.render import RenderSpec, render
+    from .anatomy.subjects import load_subject
+    from .io import write_volume
+    from .labels import to_segmentation
+    from .preview import save_preview
+    from .volumetry import volume_report
+
+    source = load_subject(str(args.labelmap))
+    grid = GRIDS[args.grid] if args.grid != "native" else Grid(source.array.shape, tuple(source.spacing))
+    rng = np.random.default_rng(args.seed)
+    before = volume_report(source)["ventricles_total_ml"]
+    generation, info = make_labels(source, grid, args.volume, rng, deformation=None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.labelmap).name.split(".")[0]
+    seg = generation.with_array(to_segmentation(generation.array))
+    image, _ = render(generation.array, grid.spacing, rng, RenderSpec(thickness_mm=(1.0, 1.0)))
+    write_volume(seg, out / f"{stem}_labels.nii.gz", dtype="int16")
+    write_volume(seg.with_array(image), out / f"{stem}_t1.nii.gz")
+    save_preview(out / f"{stem}_preview.png", seg.with_array(image), seg,
+                 title=f"{stem}: ventricles {before:.1f} -> {info['measured_ml']:.1f} mL")
+    report = volume_report(seg)
+    print(f"ventricles before {before:.1f} mL, requested {args.volume:.1f} mL, got {report['ventricles_total_ml']:.1f} mL")
+    for key, value in report["ventricles_ml"].items():
+        print(f"  {key.replace('_', ' '):<24}{value:8.2f} mL")
+    print(f"wrote {out}/{stem}_labels.nii.gz, {stem}_t1.nii.gz, {stem}_preview.png")
+
+
+def cmd_corpus_build(args) -> None:
+    from .anatomy.corpus import build_corpus
+
+    dataset = build_corpus(args.out, args.n, args.volumes, args.seed, args.split, args.grid, args.contrast,
+                           args.labels, args.priors)
+    print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .anatomy.grid import GRIDS
+
+    p = argparse.ArgumentParser(prog="ventkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("volumes", help="ventricle and structure volumes (mL) of a label map")
+    v.add_argument("labelmap")
+    fmt = v.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    v.set_defaults(func=cmd_volumes)
+
+    r = sub.add_parser("render", help="render a synthetic MRI from a label map (SynthSeg-style)")
+    r.add_argument("labelmap")
+    r.add_argument("--out", required=True, help="output image (.nii.gz or .nrrd)")
+    r.add_argument("--contrast", choices=("t1", "random"), default="t1")
+    r.add_argument("--thickness", type=float, default=1.0, help="slice thickness in mm (1-6)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--priors", help="folder with SynthSeg generation_labels/classes .npy (random contrast)")
+    r.add_argument("--preview", help="also write a PNG preview here")
+    r.set_defaults(func=cmd_render)
+
+    z = sub.add_parser("resize", help="resize the ventricles of a label map; write labels, T1 and preview")
+    z.add_argument("labelmap")
+    z.add_argument("--volume", type=float, required=True, help="target total ventricle volume (mL, 5-300)")
+    z.add_argument("--out", required=True, help="output folder")
+    z.add_argument("--grid", choices=("native", *GRIDS), default="native")
+    z.add_argument("--seed", type=int, default=0)
+    z.set_defaults(func=cmd_resize)
+
+    c = sub.add_parser("corpus", help="the anatomy corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True)
+    b = csub.add_parser("build", help="write an nnU-Net v2 raw dataset of rendered, resized label maps")
+    b.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--n", type=int, required=True)
+    b.add_argument("--volumes", default="uniform:5:300", help="uniform:A:B, a list 15,30,60, or natural")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--split", choices=("train", "holdout"), default="train")
+    b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
+    b.add_argument("--contrast", choices=("t1", "random"), default="t1")
+    b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random)")
+    b.set_defaults(func=cmd_corpus_build)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except VentkitError as exc:
+        print(f"ventkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ventkit: interrupted; finished files are complete, unfinished ones were not written", file=sys.stderr)
+        return 130
+    return 0

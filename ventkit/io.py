@@ -1,0 +1,191 @@
+"""Read and validate NIfTI/NRRD volumes, reorient them, and write files atomically.
+
+Every reader returns a `Volume`: a 3-D array with its voxel-to-RAS affine (mm). NRRD files, which
+store LPS directions, are converted to RAS here and back to LPS on writing.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .errors import InputError
+from .labels import unknown_labels
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NRRD_SUFFIXES = (".nrrd", ".nhdr")
+SPACING_RANGE_MM = (0.05, 20.0)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3-D array and its voxel-to-RAS affine in millimetres."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    source: str = "<array>"
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        return replace(self, array=array)
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    name = str(path).lower()
+    for suf in NIFTI_SUFFIXES + NRRD_SUFFIXES:
+        if name.endswith(suf):
+            return suf
+    return Path(name).suffix
+
+
+def stem_of(path: str | os.PathLike) -> str:
+    name = Path(path).name
+    suf = suffix_of(name)
+    return name[: len(name) - len(suf)] if suf else name
+
+
+def validate(volume: Volume, *, labels: bool = False) -> Volume:
+    """Check that `volume` is a usable 3-D scan or label map; raise InputError naming the problem."""
+    src, a = volume.source, volume.array
+    if a.ndim == 4 and a.shape[3] == 1:
+        a = a[..., 0]
+    if a.ndim != 3:
+        raise InputError(src, f"expected a 3-D volume, got {a.ndim}-D data of shape {a.shape}")
+    if a.size == 0 or min(a.shape) < 2:
+        raise InputError(src, f"volume is empty (shape {a.shape})")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise InputError(src, f"unsupported data type {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise InputError(src, "volume contains NaN or infinite values")
+    aff = np.asarray(volume.affine, dtype=float)
+    if aff.shape != (4, 4) or not np.isfinite(aff).all() or abs(np.linalg.det(aff[:3, :3])) < 1e-12:
+        raise InputError(src, "affine is missing, singular or not finite")
+    spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
+    lo, hi = SPACING_RANGE_MM
+    if (spacing < lo).any() or (spacing > hi).any():
+        raise InputError(src, f"absurd voxel spacing {np.round(spacing, 4).tolist()} mm "
+                              f"(expected {lo}-{hi} mm)")
+    if labels:
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.array_equal(a, np.round(a)):
+                raise InputError(src, "label map has non-integer values")
+        a = a.astype(np.int32, copy=False)
+        if not a.any():
+            raise InputError(src, "label map is empty (all voxels are background)")
+        bad = unknown_labels(a)
+        if bad:
+            raise InputError(src, f"unknown label values {bad[:10]}{'...' if len(bad) > 10 else ''}")
+    elif np.ptp(a) == 0:
+        raise InputError(src, "image is empty (constant intensity)")
+    return Volume(a, aff, src)
+
+
+def _read_nifti(path: Path) -> Volume:
+    img = nib.load(str(path))
+    return Volume(np.asanyarray(img.dataobj), img.affine, str(path))
+
+
+def _read_nrrd(path: Path) -> Volume:
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(path))
+    arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # sitk arrays are z, y, x
+    direction = np.array(img.GetDirection()).reshape(3, 3)
+    aff = np.eye(4)
+    aff[:3, :3] = direction * np.array(img.GetSpacing())[None, :]
+    aff[:3, 3] = img.GetOrigin()
+    return Volume(arr, LPS_TO_RAS @ aff, str(path))
+
+
+def read_volume(path: str | os.PathLike, *, labels: bool = False) -> Volume:
+    """Read a NIfTI or NRRD image (or label map when `labels`) and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    suf = suffix_of(path)
+    try:
+        if suf in NIFTI_SUFFIXES:
+            vol = _read_nifti(path)
+        elif suf in NRRD_SUFFIXES:
+            vol = _read_nrrd(path)
+        else:
+            raise InputError(path, f"unsupported file type '{suf}' (use .nii, .nii.gz or .nrrd)")
+        vol = Volume(np.asarray(vol.array), vol.affine, vol.source)
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel/SimpleITK raise many types for corrupt files
+        raise InputError(path, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+    return validate(vol, labels=labels)
+
+
+def reorient_to_ras(volume: Volume) -> Volume:
+    """Permute/flip axes so that array axes run along R, A, S (no resampling)."""
+    ornt = nib.orientations.io_orientation(volume.affine)
+    target = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(ornt, target)
+    array = nib.orientations.apply_orientation(volume.array, transform)
+    affine = volume.affine @ nib.orientations.inv_ornt_aff(transform, volume.array.shape)
+    return Volume(np.ascontiguousarray(array), affine, volume.source)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix_of(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, dtype=None) -> Path:
+    """Write `volume` as NIfTI or NRRD (chosen by suffix) atomically."""
+    path = Path(path)
+    suf = suffix_of(path)
+    array = volume.array if dtype is None else volume.array.astype(dtype)
+    with atomic_path(path) as tmp:
+        if suf in NIFTI_SUFFIXES:
+            img = nib.Nifti1Image(array, volume.affine)
+            img.header.set_xyzt_units("mm")
+            img.set_qform(volume.affine, code=1)
+            img.set_sform(volume.affine, code=1)
+            nib.save(img, str(tmp))
+        elif suf in NRRD_SUFFIXES:
+            import SimpleITK as sitk
+
+            lps = LPS_TO_RAS @ volume.affine
+            spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
+            img = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+            img.SetSpacing(spacing.tolist())
+            img.SetOrigin(lps[:3, 3].tolist())
+            img.SetDirection((lps[:3, :3] / spacing[None, :]).ravel().tolist())
+            sitk.WriteImage(img, str(tmp), True)
+        else:
+            raise InputError(path, f"unsupported output type '{suf}' (use .nii.gz or .nrrd)")
+    return path

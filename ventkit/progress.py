@@ -1,0 +1,24 @@
+"""One progress/cancel mechanism for every long loop: a tqdm bar, an optional callback, a cancel flag."""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from tqdm import tqdm
+
+from .errors import CancelledError
+
+T = TypeVar("T")
+Callback = Callable[[int, int, str], None]  # (done, total, message)
+
+
+def track(items: Iterable[T], total: int, desc: str, callback: Callback | None = None,
+          cancelled: Callable[[], bool] | None = None, quiet: bool = False) -> Iterator[T]:
+    """Yield `items` with a progress bar; call `callback` after each; raise CancelledError when asked."""
+    with tqdm(total=total, desc=desc, disable=quiet, unit="case") as bar:
+        for i, item in enumerate(items):
+            if cancelled is not None and cancelled():
+                raise CancelledError(f"{desc}: cancelled after {i} of {total}")
+            yield item
+            bar.update(1)
+            if callback is not None:
+                callback(i + 1, total, desc)
