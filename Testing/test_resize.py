@@ -1,0 +1,58 @@
+"""Ventricle resizing reaches its target and keeps every structure."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ventkit.anatomy.corpus import make_labels
+from ventkit.anatomy.grid import GRIDS, Grid
+from ventkit.anatomy.subjects import load_subject
+from ventkit.anatomy.ventricles import VentricleFlow
+from ventkit.io import Volume
+from ventkit.labels import SEGMENTATION_IDS, VENTRICLE_IDS, to_segmentation
+
+SUBJECTS = ("training_seg_01", "training_seg_16")
+
+
+@pytest.fixture(scope="module")
+def flows(subjects):
+    return {name: VentricleFlow(load_subject(str(subjects[name]))) for name in SUBJECTS}
+
+
+@pytest.mark.parametrize("name", SUBJECTS)
+@pytest.mark.parametrize("target", [20.0, 120.0, 250.0])
+def test_resize_reaches_target_on_model_grid(flows, name, target):
+    flow = flows[name]
+    flow = flow if target > flow.volumes[0] else VentricleFlow(flow.labels)
+    gen, info = make_labels(flow.labels, GRIDS["paper"], target, np.random.default_rng(0), flow=flow)
+    seg = to_segmentation(gen.array)
+    voxel_ml = np.prod(GRIDS["paper"].spacing) / 1000
+    measured = np.isin(seg, VENTRICLE_IDS).sum() * voxel_ml
+    assert abs(measured - target) <= 0.02 * target, (measured, target)
+    assert abs(info["measured_ml"] - measured) < 1e-3
+    assert set(np.unique(seg)) == set(SEGMENTATION_IDS), "a structure vanished"
+    for lab in (2, 3, 10, 11, 16, 17, 41, 42, 49, 50, 4, 43):  # large structures stay one main piece
+        comps, n = ndimage.label(seg == lab)
+        sizes = np.bincount(comps.ravel())[1:]
+        assert sizes.max() >= 0.9 * sizes.sum(), (lab, n)
+
+
+def test_resize_at_native_1mm_and_tissue_is_pushed_not_relabelled(subject01):
+    native = Grid(subject01.array.shape, tuple(subject01.spacing))
+    before = to_segmentation(make_labels(subject01, native, None, np.random.default_rng(0), deformation=None)[0].array)
+    gen, info = make_labels(subject01, native, 150.0, np.random.default_rng(0), deformation=None)
+    after = to_segmentation(gen.array)
+    assert abs(info["measured_ml"] - 150.0) <= 3.0
+    # tissue is compressed, not replaced: cortex loses a little, nothing loses most of its volume
+    for lab in (2, 3, 11, 12, 17, 41, 42, 50, 51, 53):
+        ratio = (after == lab).sum() / (before == lab).sum()
+        assert 0.6 < ratio < 2.0, (lab, ratio)
+    # the head outside the brain does not move
+    skull = np.isin(subject01.array, (0,)) & np.isin(gen.array, (0,))
+    assert skull.sum() > 0.97 * (subject01.array == 0).sum()
+
+
+def test_flow_rejects_a_map_without_ventricles():
+    a = np.zeros((20, 20, 20), np.int16)
+    a[5:15, 5:15, 5:15] = 2
+    with pytest.raises(ValueError, match="no ventricle labels"):
+        VentricleFlow(Volume(a, np.eye(4), "noventricles"))
