@@ -89,7 +89,7 @@ class VentricleFlow:
         parenchyma = _fraction_on_grid(intracranial & ~vent, *args)
         csf = _fraction_on_grid(np.isin(lab, ids_mapping_to([CSF_ID])), *args)
         self._sink = parenchyma + (CSF_SINK_WEIGHT - 1.0) * csf
-        self._inside = np.clip(gaussian_filter(_fraction_on_grid(intracranial, *args), 1.0) * 2, 0, 1)
+        self._inside = np.clip(gaussian_filter(_fraction_on_grid(intracranial, *args), 1.0) * 2 - 1, 0, 1)
         self._idx = np.indices(self.shape, dtype=np.float32)
         self.fields = [np.zeros((3, *self.shape), np.float32)]
         self.volumes = [float(self._vent.sum()) * h ** 3 / 1000]
