@@ -6,7 +6,7 @@ from scipy import ndimage
 from ventkit.anatomy.corpus import make_labels
 from ventkit.anatomy.grid import GRIDS, Grid
 from ventkit.anatomy.subjects import load_subject
-from ventkit.anatomy.ventricles import VentricleFlow
+from ventkit.anatomy.ventricles import SubjectFlows, VentricleFlow
 from ventkit.io import Volume
 from ventkit.labels import EXTRA_CEREBRAL_IDS, SEGMENTATION_IDS, VENTRICLE_IDS, to_segmentation
 
@@ -15,15 +15,13 @@ SUBJECTS = ("training_seg_01", "training_seg_16")
 
 @pytest.fixture(scope="module")
 def flows(subjects):
-    return {name: VentricleFlow(load_subject(str(subjects[name]))) for name in SUBJECTS}
+    return {name: SubjectFlows(load_subject(str(subjects[name]))) for name in SUBJECTS}
 
 
 @pytest.mark.parametrize("name", SUBJECTS)
 @pytest.mark.parametrize("target", [20.0, 120.0, 250.0])
 def test_resize_reaches_target_on_model_grid(flows, name, target):
-    flow = flows[name]
-    flow = flow if target > flow.volumes[0] else VentricleFlow(flow.labels)
-    gen, info = make_labels(flow.labels, GRIDS["paper"], target, np.random.default_rng(0), flow=flow)
+    gen, info = make_labels(flows[name].labels, GRIDS["paper"], target, np.random.default_rng(0), flows=flows[name])
     seg = to_segmentation(gen.array)
     voxel_ml = np.prod(GRIDS["paper"].spacing) / 1000
     measured = np.isin(seg, VENTRICLE_IDS).sum() * voxel_ml
@@ -58,3 +56,8 @@ def test_flow_rejects_a_map_without_ventricles():
     a[5:15, 5:15, 5:15] = 2
     with pytest.raises(ValueError, match="no ventricle labels"):
         VentricleFlow(Volume(a, np.eye(4), "noventricles"))
+
+
+def test_out_of_range_target_is_refused(subject01):
+    with pytest.raises(ValueError, match="outside 5-300 mL"):
+        make_labels(subject01, GRIDS["mask"], 400.0, np.random.default_rng(0))

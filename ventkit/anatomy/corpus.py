@@ -17,7 +17,7 @@ from .grid import GRIDS, Grid, sample_labels
 from .nnunet import NnUNetDatasetWriter
 from .render import RenderSpec, load_generation_classes, render
 from .subjects import list_subjects, load_subject, split_subjects
-from .ventricles import MAX_ML, MIN_ML, VentricleFlow, calibrate, ids_mapping_to
+from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
 
@@ -64,7 +64,7 @@ class Case:
 
 def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
                 deformation: DeformationSpec | None = DeformationSpec(),
-                flow: VentricleFlow | None = None, tol: float = 0.01) -> tuple[Volume, dict]:
+                flows: SubjectFlows | None = None, tol: float = 0.01) -> tuple[Volume, dict]:
     """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred)."""
     center = brain_center(source)
     affine = grid.affine(center)
@@ -72,9 +72,9 @@ def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.ran
     voxel_ml = float(np.prod(grid.spacing)) / 1000
     info: dict = {"requested_ml": target_ml}
     if target_ml is not None:
-        flow = flow or VentricleFlow(source)
+        flows = flows or SubjectFlows(source)
         measure = lambda tr: ventricle_ml(sample_labels(source, affine, grid.shape, chain + [tr]), voxel_ml)  # noqa: E731
-        tr, _ = calibrate(flow, target_ml, measure, tol=tol)
+        tr, _ = resize_transform(flows, target_ml, measure, tol=tol)
         chain = chain + [tr]
     generation = sample_labels(source, affine, grid.shape, chain)
     info["measured_ml"] = round(ventricle_ml(generation, voxel_ml), 3)
@@ -83,9 +83,9 @@ def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.ran
 
 def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
               render_spec: RenderSpec = RenderSpec(), generation_classes=None,
-              flow: VentricleFlow | None = None) -> Case:
+              flows: SubjectFlows | None = None) -> Case:
     """One training/test pair: resized, deformed labels and a rendered image on `grid`."""
-    generation, info = make_labels(source, grid, target_ml, rng, flow=flow)
+    generation, info = make_labels(source, grid, target_ml, rng, flows=flows)
     image, params = render(generation.array, grid.spacing, rng, render_spec, generation_classes)
     seg = generation.with_array(to_segmentation(generation.array))
     return Case(generation.with_array(image), seg, generation, {**info, **params})
@@ -115,9 +115,9 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     writer = NnUNetDatasetWriter(out_dir, description=f"ventkit corpus: {split} subjects, volumes {volumes}, "
                                                       f"grid {grid}, contrast {contrast}, seed {seed}")
     test = split == "holdout"
-    # Group cases by subject so that each subject's ventricle flow is integrated once.
+    # Group cases by subject so that each subject's ventricle flows are integrated once.
     order = sorted(range(n), key=lambda i: (i % len(names), i))
-    flow_subject, flow = None, None
+    flows: SubjectFlows | None = None
     for i in track(order, n, f"corpus {split}", callback, cancelled, quiet):
         case_id = f"{split}_{i:04d}"
         if writer.has_case(case_id, test):
@@ -126,10 +126,10 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         rng = np.random.default_rng([seed, i])
         target = sample_volume(rng)
         source = load_subject(str(subjects[subject]))
-        if target is not None and flow_subject != subject:
-            flow_subject, flow = subject, VentricleFlow(source)
+        if flows is None or flows.labels is not source:
+            flows = SubjectFlows(source)
         t0 = time.time()
-        case = make_case(source, GRIDS[grid], target, rng, RenderSpec(contrast=contrast), classes, flow)
+        case = make_case(source, GRIDS[grid], target, rng, RenderSpec(contrast=contrast), classes, flows)
         info = {"subject": subject, "split": split, "seed": seed, "index": i, **case.info,
                 "seconds": round(time.time() - t0, 2)}
         writer.add_case(case_id, case.image, case.segmentation, info, test=test)

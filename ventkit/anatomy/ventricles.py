@@ -152,6 +152,33 @@ class VentricleFlow:
         return DisplacementField(disp.astype(np.float32), self.affine)
 
 
+class SubjectFlows:
+    """The growing and the shrinking flow of one label map, each integrated when first needed."""
+
+    def __init__(self, labels: Volume):
+        self.labels = labels
+        self._flows: dict[int, VentricleFlow] = {}
+
+    def get(self, direction: int) -> VentricleFlow:
+        if direction not in self._flows:
+            flow = VentricleFlow(self.labels)
+            flow.direction = direction
+            self._flows[direction] = flow
+        return self._flows[direction]
+
+
+def resize_transform(flows: SubjectFlows, target_ml: float, measure: Callable[[Transform], float],
+                     tol: float = 0.01) -> tuple[Transform, float]:
+    """Transform that brings the measured ventricle volume to `target_ml`, growing or shrinking."""
+    if not MIN_ML <= target_ml <= MAX_ML:
+        raise ValueError(f"target ventricle volume {target_ml:g} mL is outside {MIN_ML:g}-{MAX_ML:g} mL")
+    identity = lambda p: p  # noqa: E731
+    start = measure(identity)
+    if abs(start - target_ml) <= tol * target_ml:
+        return identity, start
+    return calibrate(flows.get(1 if target_ml > start else -1), target_ml, measure, tol)
+
+
 def calibrate(flow: VentricleFlow, target_ml: float, measure: Callable[[Transform], float],
               tol: float = 0.01, max_iter: int = 8) -> tuple[Transform, float]:
     """Find the amount of flow whose measured output volume is within `tol` of `target_ml`.
