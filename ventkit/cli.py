@@ -103,6 +103,60 @@ def cmd_corpus_build(args) -> None:
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
+def _loop_settings(args):
+    from .training.loop import LoopSettings
+
+    return LoopSettings(max_steps=args.steps, minutes=args.minutes, checkpoint_minutes=args.checkpoint_minutes,
+                        preview_every=args.preview_every)
+
+
+def cmd_train_mask_ae(args) -> None:
+    from .training.mask import train_mask_ae
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data)
+    step = train_mask_ae(data, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr, device=args.device)
+    print(f"mask autoencoder: step {step} of {args.steps} on {len(data)} maps; checkpoint in {args.run}")
+
+
+def cmd_train_mask_ldm(args) -> None:
+    from .training.mask import train_mask_ldm
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data)
+    step = train_mask_ldm(data, args.ae_run, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr,
+                          device=args.device)
+    print(f"mask diffusion model: step {step} of {args.steps} on {len(data)} maps; checkpoint in {args.run}")
+
+
+def cmd_export_mask(args) -> None:
+    from .synthesis.mask_generator import export_weights
+    from .synthesis.mask_model import MaskModelConfig
+    from .training.loop import Run
+
+    ae, ldm = Run(args.ae_run).load(), Run(args.ldm_run).load()
+    if ae is None or ldm is None:
+        raise VentkitError("both --ae-run and --ldm-run need a checkpoint.pt")
+    card = {"training": {"autoencoder_steps": ae["step"], "diffusion_steps": ldm["step"], "data": args.data_note}}
+    path = export_weights(ldm["autoencoder"], ldm["modules"]["unet"], MaskModelConfig.from_dict(ldm["config"]),
+                          ldm["scale_factor"], args.out, card)
+    print(f"wrote {path} and its model card")
+
+
+def cmd_synth_mask(args) -> None:
+    from .io import write_volume
+    from .preview import save_preview
+    from .synthesis.mask_generator import MaskGenerator
+
+    gen = MaskGenerator(args.model, device=args.device)
+    out = Path(args.out)
+    for i, lab in enumerate(gen.sample(args.volume, args.n, args.seed, args.guidance, args.steps)):
+        name = f"mask_{args.volume:g}ml_seed{args.seed}_{i}"
+        write_volume(lab, out / f"{name}.nii.gz", dtype="int16")
+        save_preview(out / f"{name}.png", labels=lab)
+        print(f"{name}: requested {args.volume:.1f} mL, generated {gen.ventricle_ml(lab):.1f} mL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .anatomy.grid import GRIDS
 
@@ -147,6 +201,42 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--contrast", choices=("t1", "random"), default="t1")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random)")
     b.set_defaults(func=cmd_corpus_build)
+
+    t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
+    tsub = t.add_subparsers(dest="train_command", required=True)
+    for name, func, batch in (("mask-ae", cmd_train_mask_ae, 1), ("mask-ldm", cmd_train_mask_ldm, 4)):
+        a = tsub.add_parser(name, help=f"train the mask generator's {'autoencoder' if name == 'mask-ae' else 'diffusion model'}")
+        a.add_argument("--data", nargs="+", required=True, help="corpus folders (ventkit corpus build) to train on")
+        a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
+        if name == "mask-ldm":
+            a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
+        a.add_argument("--steps", type=int, default=10000)
+        a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
+        a.add_argument("--checkpoint-minutes", type=float, default=5.0)
+        a.add_argument("--preview-every", type=int, default=500)
+        a.add_argument("--batch", type=int, default=batch)
+        a.add_argument("--lr", type=float, default=1e-4)
+        a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        a.set_defaults(func=func)
+    e = tsub.add_parser("export-mask", help="strip and ship the mask generator's weights with a model card")
+    e.add_argument("--ae-run", required=True)
+    e.add_argument("--ldm-run", required=True)
+    e.add_argument("--out", required=True, help="e.g. Resources/Models/mask_generator")
+    e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
+    e.set_defaults(func=cmd_export_mask)
+
+    s = sub.add_parser("synth", help="synthesize with the shipped generators")
+    ssub = s.add_subparsers(dest="synth_command", required=True)
+    m = ssub.add_parser("mask", help="whole-brain label maps for a requested ventricle volume")
+    m.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL")
+    m.add_argument("--n", type=int, default=1)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--guidance", type=float, default=3.0)
+    m.add_argument("--steps", type=int, default=50)
+    m.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    m.add_argument("--model", help="model folder (default: Resources/Models/mask_generator)")
+    m.add_argument("--out", required=True)
+    m.set_defaults(func=cmd_synth_mask)
     return p
 
 

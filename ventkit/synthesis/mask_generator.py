@@ -1,0 +1,91 @@
+"""Sampling whole-brain label maps for a requested ventricular volume, and exporting shippable weights."""
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..anatomy.grid import GRIDS
+from ..io import Volume, write_text
+from ..labels import VENTRICLE_IDS
+from ..models import WeightsError, choose_device, models_dir, sha256_of, verified_weights
+from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
+
+MODEL_NAME = "mask_generator"
+
+
+def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale_factor: float,
+                   out_dir: str | Path, card: dict) -> Path:
+    """Write fp16 weights (no optimizer state) and a model card with their sha256."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / "weights.pt"
+    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
+    from ..io import atomic_path
+
+    with atomic_path(weights) as tmp:
+        torch.save({"config": cfg.to_dict(), "scale_factor": scale_factor,
+                    "autoencoder": half(ae_state), "unet": half(unet_state)}, tmp)
+    full = {"name": MODEL_NAME, "date": date.today().isoformat(), "config": cfg.to_dict(), **card,
+            "weights_file": "weights.pt", "sha256": sha256_of(weights)}
+    write_text(out_dir / "model_card.json", json.dumps(full, indent=1))
+    return weights
+
+
+class MaskGenerator:
+    """Volume-guided latent diffusion model drawing 33-label brain maps on its model grid."""
+
+    def __init__(self, folder: str | Path | None = None, device: str = "auto"):
+        folder = Path(folder) if folder else models_dir() / MODEL_NAME
+        path, self.card = verified_weights(folder)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.cfg = MaskModelConfig.from_dict(state["config"])
+            self.device = choose_device(device)
+            self.autoencoder = build_autoencoder(self.cfg)
+            self.autoencoder.load_state_dict({k: v.float() for k, v in state["autoencoder"].items()})
+            self.unet = build_unet(self.cfg)
+            self.unet.load_state_dict({k: v.float() for k, v in state["unet"].items()})
+        except (KeyError, RuntimeError) as exc:
+            raise WeightsError(f"{path}: weights do not match the mask generator ({exc})") from exc
+        self.autoencoder.to(self.device).eval()
+        self.unet.to(self.device).eval()
+        self.scale_factor = float(state["scale_factor"])
+        self.grid = GRIDS[self.cfg.grid]
+
+    def clamp_volume(self, volume_ml: float) -> float:
+        lo, hi = self.cfg.volume_range_ml
+        if not lo <= volume_ml <= hi:
+            warnings.warn(f"requested {volume_ml:g} mL is outside the trained range {lo:g}-{hi:g} mL; "
+                          f"clamped to {min(max(volume_ml, lo), hi):g} mL")
+        return float(min(max(volume_ml, lo), hi))
+
+    @torch.no_grad()
+    def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float = 3.0,
+               steps: int = 50) -> list[Volume]:
+        """`n` label maps (RAS, model grid centred at the origin) for the requested volume."""
+        from monai.inferers import LatentDiffusionInferer
+        from monai.networks.schedulers import DDIMScheduler
+
+        volume_ml = self.clamp_volume(volume_ml)
+        scheduler = DDIMScheduler(num_train_timesteps=self.cfg.train_timesteps, schedule="scaled_linear_beta",
+                                  beta_start=0.0015, beta_end=0.0195, clip_sample=False)
+        scheduler.set_timesteps(steps, device=self.device)
+        inferer = LatentDiffusionInferer(scheduler, scale_factor=self.scale_factor)
+        shape = [n, self.cfg.latent_channels, *(s // 4 for s in self.grid.shape)]
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(shape, generator=gen).to(self.device)
+        context = encode_volume([volume_ml] * n, self.cfg).to(self.device)
+        logits = inferer.sample(noise, self.autoencoder, self.unet, scheduler, conditioning=context,
+                                mode="crossattn", verbose=False, cfg=guidance if guidance != 1 else None,
+                                cfg_fill_value=NULL_CONTEXT)
+        affine = self.grid.affine((0, 0, 0))
+        return [Volume(lab, affine, f"generated {volume_ml:g} mL seed {seed}#{i}")
+                for i, lab in enumerate(to_label_ids(logits))]
+
+    def ventricle_ml(self, labels: Volume) -> float:
+        return float(np.isin(labels.array, VENTRICLE_IDS).sum()) * labels.voxel_ml

@@ -1,0 +1,97 @@
+"""The mask generator's networks (MONAI), its volume conditioning and label encoding.
+
+Autoencoder: `AutoencoderKL` on one-hot maps of the 33 segmentation labels, downsampling x4 to a
+3-channel latent. Diffusion model: `DiffusionModelUNet` in that latent space with cross-attention on
+the context [normalized log ventricle volume, 1]; the unconditional context for classifier-free
+guidance is filled with `NULL_CONTEXT` (MONAI's `cfg_fill_value`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..anatomy.ventricles import MAX_ML, MIN_ML
+from ..labels import SEGMENTATION_IDS
+
+NUM_LABELS = len(SEGMENTATION_IDS)
+NULL_CONTEXT = -1.0
+_INDEX_OF_ID = np.zeros(max(SEGMENTATION_IDS) + 1, np.int64)
+_INDEX_OF_ID[list(SEGMENTATION_IDS)] = np.arange(NUM_LABELS)
+
+
+@dataclass(frozen=True)
+class MaskModelConfig:
+    """Sizes of both networks (defaults: COMPUTE.md's mask design at the 3.3 mm 'mask' grid)."""
+
+    grid: str = "mask"
+    ae_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 3
+    ae_res_blocks: int = 1
+    ae_norm_groups: int = 16
+    ldm_channels: tuple[int, ...] = (64, 128, 192)
+    ldm_attention: tuple[bool, ...] = (False, True, True)
+    ldm_res_blocks: int = 1
+    ldm_head_channels: int = 32
+    ldm_norm_groups: int = 32
+    train_timesteps: int = 1000
+    volume_range_ml: tuple[float, float] = (MIN_ML, MAX_ML)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaskModelConfig":
+        d = dict(d)
+        for k in ("ae_channels", "ldm_channels", "ldm_attention", "volume_range_ml"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def build_autoencoder(cfg: MaskModelConfig):
+    from monai.networks.nets import AutoencoderKL
+
+    return AutoencoderKL(spatial_dims=3, in_channels=NUM_LABELS, out_channels=NUM_LABELS,
+                         channels=cfg.ae_channels, latent_channels=cfg.latent_channels,
+                         num_res_blocks=cfg.ae_res_blocks, norm_num_groups=cfg.ae_norm_groups,
+                         attention_levels=(False,) * len(cfg.ae_channels),
+                         with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+
+
+def build_unet(cfg: MaskModelConfig):
+    from monai.networks.nets import DiffusionModelUNet
+
+    return DiffusionModelUNet(spatial_dims=3, in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
+                              channels=cfg.ldm_channels, attention_levels=cfg.ldm_attention,
+                              num_res_blocks=cfg.ldm_res_blocks, num_head_channels=cfg.ldm_head_channels,
+                              norm_num_groups=cfg.ldm_norm_groups, with_conditioning=True, cross_attention_dim=2)
+
+
+def encode_volume(volume_ml, cfg: MaskModelConfig) -> torch.Tensor:
+    """Cross-attention context (B, 1, 2) = [log-volume scaled to 0..1, 1] for volumes in mL."""
+    lo, hi = cfg.volume_range_ml
+    v = torch.as_tensor(volume_ml, dtype=torch.float32).reshape(-1)
+    norm = (torch.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return torch.stack([norm, torch.ones_like(norm)], dim=-1)[:, None, :]
+
+
+def drop_context(context: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each sample's context by the null context with probability p (classifier-free guidance)."""
+    drop = torch.rand(context.shape[0], generator=generator, device=context.device) < p
+    return torch.where(drop[:, None, None], torch.full_like(context, NULL_CONTEXT), context)
+
+
+def one_hot(labels: np.ndarray) -> torch.Tensor:
+    """(X, Y, Z) map of segmentation label ids -> (33, X, Y, Z) float one-hot."""
+    idx = torch.from_numpy(_INDEX_OF_ID[labels.astype(np.int64)])
+    return torch.nn.functional.one_hot(idx, NUM_LABELS).permute(3, 0, 1, 2).float()
+
+
+def to_label_ids(logits: torch.Tensor) -> np.ndarray:
+    """(..., 33, X, Y, Z) scores -> label ids by argmax over the label axis."""
+    ids = np.asarray(SEGMENTATION_IDS, np.int16)
+    return ids[logits.argmax(dim=-4).cpu().numpy()]

@@ -1,0 +1,1 @@
+"""Resumable training commands: a time-budgeted loop with checkpoints, a loss log and previews."""

@@ -1,0 +1,97 @@
+"""A time-budgeted, resumable training loop shared by every `ventkit train` command.
+
+State (models, optimizers, step, RNG) goes to `<run>/checkpoint.pt` atomically every few minutes and
+at the end; a new call with the same run folder resumes from it. Losses are appended to
+`<run>/loss_log.csv`; `preview(step)` is called every `preview_every` steps.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..io import atomic_path
+
+
+@dataclass
+class LoopSettings:
+    max_steps: int
+    minutes: float = 60.0
+    checkpoint_minutes: float = 5.0
+    preview_every: int = 500
+    quiet: bool = False
+
+
+class Run:
+    """A training run's folder: checkpoint, loss log and previews."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.checkpoint = self.folder / "checkpoint.pt"
+        self.loss_log = self.folder / "loss_log.csv"
+
+    def load(self) -> dict | None:
+        if not self.checkpoint.is_file():
+            return None
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict) -> None:
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    def log(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        new = not self.loss_log.is_file()
+        with open(self.loss_log, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            if new:
+                w.writeheader()
+            w.writerows(rows)
+
+
+def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+               step_fn: Callable[[int], dict[str, float]], settings: LoopSettings, extra_state: dict | None = None,
+               preview: Callable[[int], None] | None = None) -> int:
+    """Run `step_fn(step)` until `max_steps` or the time budget; returns the step reached."""
+    state = run.load()
+    step = 0
+    if state is not None:
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+
+    def save():
+        run.save({"step": step, "modules": {k: m.state_dict() for k, m in modules.items()},
+                  "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                  "torch_rng": torch.get_rng_state(), **(extra_state or {})})
+
+    start = last_save = time.time()
+    pending: list[dict] = []
+    with tqdm(total=settings.max_steps, initial=step, desc=run.folder.name, disable=settings.quiet) as bar:
+        while step < settings.max_steps and time.time() - start < settings.minutes * 60:
+            t0 = time.time()
+            losses = step_fn(step)
+            step += 1
+            pending.append({"step": step, **{k: round(v, 6) for k, v in losses.items()},
+                            "seconds": round(time.time() - t0, 3)})
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+            if preview is not None and step % settings.preview_every == 0:
+                preview(step)
+            if time.time() - last_save > settings.checkpoint_minutes * 60:
+                save()
+                run.log(pending)
+                pending, last_save = [], time.time()
+    save()
+    run.log(pending)
+    return step

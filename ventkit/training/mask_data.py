@@ -1,0 +1,45 @@
+"""Training label maps for the mask generator, read from corpus datasets and put on the model grid."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..anatomy.grid import GRIDS, sample_labels
+from ..errors import InputError
+from ..io import read_volume
+from ..labels import VENTRICLE_IDS
+
+
+class MaskDataset:
+    """All 33-label maps (`labelsFullTr`) of one or more corpus folders, on one model grid, in memory.
+
+    Hold-out cases (`labelsFullTs`) are never read. Each item is (label ids, ventricle mL on this grid).
+    """
+
+    def __init__(self, folders, grid: str = "mask"):
+        self.grid = GRIDS[grid]
+        paths = sorted(p for f in folders for p in (Path(f) / "labelsFullTr").glob("*.nii.gz"))
+        if not paths:
+            raise InputError(", ".join(map(str, folders)), "no labelsFullTr/*.nii.gz training maps found "
+                                                           "(build them with `ventkit corpus build`)")
+        self.labels, self.volumes_ml, self.subjects = [], [], []
+        voxel_ml = float(np.prod(self.grid.spacing)) / 1000
+        for p in paths:
+            vol = read_volume(p, labels=True)
+            meta = p.parent.parent / "meta" / p.name.replace(".nii.gz", ".json")
+            if meta.is_file() and json.loads(meta.read_text()).get("split") == "holdout":
+                continue
+            center = vol.affine[:3, :3] @ ((np.array(vol.array.shape) - 1) / 2) + vol.affine[:3, 3]
+            arr = sample_labels(vol, self.grid.affine(center), self.grid.shape)
+            self.labels.append(arr.astype(np.int16))
+            self.volumes_ml.append(float(np.isin(arr, VENTRICLE_IDS).sum()) * voxel_ml)
+            self.subjects.append(json.loads(meta.read_text()).get("subject", "") if meta.is_file() else "")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[list[np.ndarray], list[float]]:
+        idx = rng.integers(len(self), size=size)
+        return [self.labels[i] for i in idx], [self.volumes_ml[i] for i in idx]
