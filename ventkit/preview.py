@@ -52,7 +52,7 @@ def save_preview(path: str | Path, image: Volume | None = None, labels: Volume |
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93) if title else None)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)

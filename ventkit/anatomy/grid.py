@@ -61,6 +61,49 @@ def apply_chain(points: np.ndarray, transforms: Sequence[Transform]) -> np.ndarr
     return points
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = [], []
+    for axis in range(mask.ndim):
+        hit = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+        lo.append(hit[0])
+        hi.append(hit[-1] + 1)
+    return np.array(lo), np.array(hi)
+
+
+def argmax_labels(src: np.ndarray, vox: np.ndarray) -> np.ndarray:
+    """Label of largest linearly interpolated indicator at voxel coordinates `vox` (3, N) of `src`.
+
+    Each label is evaluated only at points inside its bounding box, on a crop of the source around
+    the points, so the cost follows the structures' sizes rather than the label count.
+    """
+    lo = np.clip(np.floor(vox.min(1)).astype(int) - 1, 0, src.shape)
+    hi = np.clip(np.ceil(vox.max(1)).astype(int) + 2, 0, src.shape)
+    crop = src[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    vox = vox - lo[:, None].astype(np.float32)
+    best = np.zeros(vox.shape[1], np.float32)
+    out = np.zeros(vox.shape[1], src.dtype)
+    if crop.size == 0:
+        return out
+    for value in np.unique(crop):
+        mask = crop == value
+        if value == 0:
+            b0, b1, sel = np.zeros(3, int), np.array(crop.shape), slice(None)
+        else:
+            b0, b1 = _bounding_box(mask)
+            b0, b1 = np.maximum(b0 - 1, 0), np.minimum(b1 + 1, crop.shape)  # keep the label's edges interior
+            inside = np.all((vox > b0[:, None] - 1) & (vox < b1[:, None]), axis=0)
+            sel = np.nonzero(inside)[0]
+            if sel.size == 0:
+                continue
+        sub = mask[b0[0]:b1[0], b0[1]:b1[1], b0[2]:b1[2]].astype(np.float32)
+        frac = map_coordinates(sub, vox[:, sel] - b0[:, None].astype(np.float32), order=1, mode="constant",
+                               cval=float(value == 0), prefilter=False)
+        better = frac > best[sel]
+        idx = np.arange(vox.shape[1])[sel][better] if value != 0 else np.nonzero(better)[0]
+        best[idx], out[idx] = frac[better], value
+    return out
+
+
 def sample_labels(source: Volume, affine: np.ndarray, shape: Sequence[int],
                   transforms: Sequence[Transform] = (), antialias: bool | None = None) -> np.ndarray:
     """Resample an integer label map onto a grid through `transforms`.
@@ -71,19 +114,14 @@ def sample_labels(source: Volume, affine: np.ndarray, shape: Sequence[int],
     """
     vox = to_voxels(source.affine, apply_chain(grid_points(affine, shape), transforms))
     if antialias is None:
-        ratio = np.sqrt((affine[:3, :3] ** 2).sum(0)).min() / source.spacing.min()
-        antialias = ratio >= 1.5
-    src = source.array
+        antialias = needs_antialias(source, affine)
     if not antialias:
-        return map_coordinates(src, vox, order=0, mode="constant", cval=0).reshape(shape)
-    best = np.zeros(vox.shape[1], np.float32)
-    out = np.zeros(vox.shape[1], src.dtype)
-    for value in np.unique(src):
-        frac = map_coordinates((src == value).astype(np.float32), vox, order=1, mode="constant",
-                               cval=float(value == 0), prefilter=False)
-        better = frac > best
-        best[better], out[better] = frac[better], value
-    return out.reshape(shape)
+        return map_coordinates(source.array, vox, order=0, mode="constant", cval=0).reshape(shape)
+    return argmax_labels(source.array, vox).reshape(shape)
+
+
+def needs_antialias(source: Volume, affine: np.ndarray) -> bool:
+    return np.sqrt((affine[:3, :3] ** 2).sum(0)).min() / source.spacing.min() >= 1.5
 
 
 def sample_image(source: Volume, affine: np.ndarray, shape: Sequence[int],
