@@ -98,7 +98,8 @@ def cmd_resize(args) -> None:
 def cmd_corpus_build(args) -> None:
     from .anatomy.corpus import build_corpus
 
-    dataset = build_corpus(args.out, args.n, args.volumes, args.seed, args.split, args.grid, args.contrast,
+    volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
+    dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
                            args.labels, args.priors)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
@@ -194,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
     b.add_argument("--out", required=True)
     b.add_argument("--n", type=int, required=True)
-    b.add_argument("--volumes", default="uniform:5:300", help="uniform:A:B, a list 15,30,60, or natural")
+    b.add_argument("--volumes", help="uniform:A:B, a list 15,30,60, or natural "
+                                     "(default: uniform:5:300 for train, uniform:100:300 for holdout)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--split", choices=("train", "holdout"), default="train")
     b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
