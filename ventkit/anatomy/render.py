@@ -49,6 +49,9 @@ TISSUE_OF_LABEL: dict[int, str] = {
     13: "pallidum", 52: "pallidum", 17: "hippocampus", 53: "hippocampus", 18: "amygdala",
     54: "amygdala", 26: "accumbens", 58: "accumbens", 28: "ventral_dc", 60: "ventral_dc",
     16: "brainstem", 25: "lesion", 57: "lesion", 30: "vessel", 62: "vessel", 85: "optic",
+    # FreeSurfer aseg extras (users' own maps)
+    251: "white_matter", 252: "white_matter", 253: "white_matter", 254: "white_matter", 255: "white_matter",
+    77: "lesion", 78: "lesion", 79: "lesion", 80: "lesion", 81: "lesion", 82: "lesion",
 }
 
 
