@@ -61,3 +61,22 @@ def test_flow_rejects_a_map_without_ventricles():
 def test_out_of_range_target_is_refused(subject01):
     with pytest.raises(ValueError, match="outside 5-300 mL"):
         make_labels(subject01, GRIDS["mask"], 400.0, np.random.default_rng(0))
+
+
+def test_cli_resize_writes_labels_image_and_preview(subjects, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from ventkit.io import read_volume
+
+    out = subprocess.run([sys.executable, "-m", "ventkit", "resize", str(subjects["training_seg_20"]), "--volume", "100",
+                          "--grid", "mask", "--out", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    got = float(re.search(r"got ([\d.]+) mL", out).group(1))
+    assert abs(got - 100) <= 2
+    labels = read_volume(tmp_path / "training_seg_20_labels.nii.gz", labels=True)
+    image = read_volume(tmp_path / "training_seg_20_t1.nii.gz")
+    np.testing.assert_allclose(labels.affine, image.affine)
+    voxel_ml = abs(np.linalg.det(labels.affine[:3, :3])) / 1000
+    assert abs(np.isin(labels.array, VENTRICLE_IDS).sum() * voxel_ml - got) < 0.1
+    assert (tmp_path / "training_seg_20_preview.png").is_file()
