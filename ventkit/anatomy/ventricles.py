@@ -24,6 +24,9 @@ from .grid import DisplacementField, Grid, Transform, grid_points, to_voxels
 CSF_ID = 24
 CSF_SINK_WEIGHT = 4.0
 MIN_ML, MAX_ML = 5.0, 300.0
+# The source sits mostly deeper than SOURCE_DEPTH_MM inside the ventricles, so that the tissue lining
+# them (caudate, thalamus) is compressed rather than blurred into the source by the coarse grid; a
+# THIN_SOURCE share over the whole ventricles lets thin parts (temporal horns, 3rd ventricle) grow too.
 SOURCE_DEPTH_MM = 1.5
 THIN_SOURCE = 0.2
 
@@ -99,7 +102,6 @@ class VentricleFlow:
 
     def _step(self) -> None:
         h, disp = self.spacing_mm, self.fields[-1]
-        vent = self._warp(self._vent, disp)
         sink = self._warp(self._sink, disp)
         src = self._warp(self._source, disp)
         f = src - sink * (src.sum() / max(sink.sum(), 1e-6))

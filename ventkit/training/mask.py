@@ -1,8 +1,6 @@
 """`ventkit train mask-ae` and `ventkit train mask-ldm`: the two stages of the mask generator."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
