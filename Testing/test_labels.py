@@ -44,3 +44,11 @@ def test_to_segmentation_maps_and_fills_midline_labels():
 def test_unknown_labels_are_rejected():
     with pytest.raises(ValueError, match=r"unknown label values \[999\]"):
         L.to_segmentation(np.array([[[0, 2, 999]]]))
+
+
+def test_slicer_colour_table_is_generated_from_the_label_table():
+    from pathlib import Path
+
+    ctbl = Path(__file__).resolve().parents[1] / "Resources" / "ColorTables" / "VentSynthLabels.ctbl"
+    lines = [ln for ln in ctbl.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines == L.colour_table_lines()

@@ -76,10 +76,10 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
-    with torch.no_grad():
-        latents = torch.cat([ae.encode_stage_2_inputs(one_hot(a)[None].to(device)) for a in data.labels])
-    scale = float(1.0 / latents.std())
-    latents = latents * scale
+    with torch.no_grad():  # latent posterior of every map, sampled afresh at each step
+        posteriors = [ae.encode(one_hot(a)[None].to(device)) for a in data.labels]
+    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+    scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
     contexts = encode_volume(data.volumes_ml, cfg).to(device)
     unet = build_unet(cfg).to(device)
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
@@ -88,8 +88,8 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def step(i: int) -> dict:
-        idx = torch.randint(len(latents), (batch_size,), generator=gen, device=device)
-        z = latents[idx]
+        idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
+        z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
         noise = torch.randn(z.shape, generator=gen, device=device)
         t = torch.randint(0, cfg.train_timesteps, (batch_size,), generator=gen, device=device)
         pred = unet(scheduler.add_noise(z, noise, t), timesteps=t,
