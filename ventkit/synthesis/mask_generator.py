@@ -6,12 +6,11 @@ import warnings
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..anatomy.grid import GRIDS
 from ..io import Volume, write_text
-from ..labels import VENTRICLE_IDS
+from ..volumetry import ventricle_volumes_ml
 from ..models import WeightsError, choose_device, models_dir, sha256_of, verified_weights
 from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
 
@@ -88,4 +87,4 @@ class MaskGenerator:
                 for i, lab in enumerate(to_label_ids(logits))]
 
     def ventricle_ml(self, labels: Volume) -> float:
-        return float(np.isin(labels.array, VENTRICLE_IDS).sum()) * labels.voxel_ml
+        return ventricle_volumes_ml(labels)["total"]
