@@ -61,7 +61,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     gen = MaskGenerator(args.model, device=args.device)
-    print(f"mask generator {gen.card.get('sha256', '')[:12]} on {gen.device}, {args.steps} DDIM steps")
+    print(f"mask generator {gen.card['files']['weights.pt'][:12]} on {gen.device}, {args.steps} DDIM steps")
     results = {}
     for g in (3.0, 1.0):
         results[g], req, got = run(gen, args.seeds, args.steps, g)

@@ -36,13 +36,34 @@ def cmd_volumes(args) -> None:
         w.writerow(row)
         print(buf.getvalue(), end="")
     else:
-        v = report["ventricles_ml"]
-        for key in ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral",
-                    "third", "fourth", "total"):
-            print(f"{key.replace('_', ' '):<26}{v[key]:9.2f} mL")
-        print(f"{'lateral asymmetry (L-R)':<26}{report['lateral_asymmetry_percent']:9.1f} %")
-        ev = report["evans"]
-        print(f"{'Evans index':<26}{ev['evans_index']:9.3f}" if ev else f"{'Evans index':<26}      n/a")
+        _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    from .segmentation.segment import REPORT_ROWS
+
+    v = report["ventricles_ml"]
+    for key in REPORT_ROWS:
+        print(f"{key.replace('_', ' '):<26}{v[key]:9.2f} mL")
+    print(f"{'lateral asymmetry (L-R)':<26}{report['lateral_asymmetry_percent']:9.1f} %")
+    ev = report["evans"]
+    print(f"{'Evans index':<26}{ev['evans_index']:9.3f}" if ev else f"{'Evans index':<26}      n/a")
+
+
+def cmd_segment(args) -> None:
+    from .segmentation.predictor import VentricleSegmenter
+    from .segmentation.segment import load_segmenter, segment_file
+
+    if args.model_dir:
+        segmenter = VentricleSegmenter(args.model_dir, args.device)
+        segmenter.description = f"nnU-Net model {args.model_dir}"
+    else:
+        segmenter = load_segmenter(args.model, args.device)
+    for image in args.images:
+        result = segment_file(image, args.out, segmenter)
+        print(f"{image} ({segmenter.description})")
+        _print_report(result.report)
+        print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
 def cmd_render(args) -> None:
@@ -144,6 +165,22 @@ def cmd_export_mask(args) -> None:
     print(f"wrote {path} and its model card")
 
 
+def cmd_train_segment(args) -> None:
+    from .training.segmenter import train_segmenter
+
+    r = train_segmenter(args.data, args.run, args.name, args.minutes, args.epochs, args.iterations, args.device)
+    state = "finished" if r["finished"] else "paused (resume with the same command)"
+    print(f"segmenter {args.name}: epoch {r['epoch']} of {args.epochs}, {state}; nnU-Net folder {r['folder']}")
+
+
+def cmd_export_segment(args) -> None:
+    from .training.segmenter import export_segmenter
+
+    card = {"name": args.name, "training_data": args.data_note}
+    out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished)
+    print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
+
+
 def cmd_synth_mask(args) -> None:
     from .io import write_volume
     from .preview import save_preview
@@ -189,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--seed", type=int, default=0)
     z.set_defaults(func=cmd_resize)
 
+    g = sub.add_parser("segment", help="segment the ventricles of scans; write labels and volumes")
+    g.add_argument("images", nargs="+", help="NIfTI or NRRD scans")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--model", default="augmented", help="augmented (default), real, synthetic or synthseg")
+    g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.set_defaults(func=cmd_segment)
+
     c = sub.add_parser("corpus", help="the anatomy corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)
     b = csub.add_parser("build", help="write an nnU-Net v2 raw dataset of rendered, resized label maps")
@@ -220,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--lr", type=float, default=1e-4)
         a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         a.set_defaults(func=func)
+    g = tsub.add_parser("segment", help="train a VentSegment nnU-Net (nnU-Net v2 planner/trainer, CPU-sized)")
+    g.add_argument("--data", nargs="+", required=True, help="nnU-Net raw datasets to train on (merged)")
+    g.add_argument("--run", required=True, help="run folder holding nnU-Net's raw/preprocessed/results; resumed")
+    g.add_argument("--name", required=True, help="dataset name, e.g. VentReal")
+    g.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--iterations", type=int, default=50, help="iterations per epoch")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.set_defaults(func=cmd_train_segment)
+    x = tsub.add_parser("export-segment", help="strip and ship a trained segmenter with a model card")
+    x.add_argument("--run", required=True)
+    x.add_argument("--out", required=True, help="e.g. Resources/Models/ventsegment_augmented")
+    x.add_argument("--name", required=True)
+    x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
+    x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
+    x.set_defaults(func=cmd_export_segment)
     e = tsub.add_parser("export-mask", help="strip and ship the mask generator's weights with a model card")
     e.add_argument("--ae-run", required=True)
     e.add_argument("--ldm-run", required=True)

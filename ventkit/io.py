@@ -141,6 +141,16 @@ def reorient_to_ras(volume: Volume) -> Volume:
     return Volume(np.ascontiguousarray(array), affine, volume.source)
 
 
+def ras_to_grid_of(array: np.ndarray, reference: Volume) -> Volume:
+    """Undo `reorient_to_ras(reference)` for an array on its RAS grid: back to `reference`'s voxel order."""
+    ornt = nib.orientations.io_orientation(reference.affine)
+    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")), ornt)
+    out = np.ascontiguousarray(nib.orientations.apply_orientation(array, back))
+    if out.shape != reference.array.shape:
+        raise ValueError(f"array of shape {array.shape} is not on the RAS grid of {reference.source}")
+    return Volume(out, reference.affine, reference.source)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""

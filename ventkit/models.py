@@ -1,7 +1,7 @@
 """Shipped weights: where they live, their model cards, checksum verification and device choice.
 
-Each model is a folder `Resources/Models/<name>/` holding `weights.pt` and `model_card.json`
-(architecture, grid, data, steps, metrics, sha256). No weights are ever downloaded.
+Each model is a folder `Resources/Models/<name>/` holding its weights and `model_card.json`
+(architecture, grid, data, steps, metrics, and the sha256 of every file). No weights are ever downloaded.
 """
 from __future__ import annotations
 
@@ -41,18 +41,31 @@ def read_card(folder: str | Path) -> dict:
     return json.loads(card.read_text())
 
 
-def verified_weights(folder: str | Path) -> tuple[Path, dict]:
-    """Path of `weights.pt` in `folder` and its card, after checking the card's sha256."""
+def write_card(folder: str | Path, card: dict, files: list[str]) -> dict:
+    """Write `model_card.json` with the sha256 of each of `files` (paths relative to `folder`)."""
+    from .io import write_text
+
+    folder = Path(folder)
+    full = {**card, "files": {f: sha256_of(folder / f) for f in files}}
+    write_text(folder / "model_card.json", json.dumps(full, indent=1))
+    return full
+
+
+def verified_model(folder: str | Path) -> dict:
+    """The model card of `folder`, after checking the sha256 of every file it lists."""
     folder = Path(folder)
     card = read_card(folder)
-    weights = folder / card.get("weights_file", "weights.pt")
-    if not weights.is_file():
-        raise WeightsError(f"{weights}: weights file not found")
-    actual = sha256_of(weights)
-    if actual != card.get("sha256"):
-        raise WeightsError(f"{weights}: checksum mismatch (sha256 {actual[:12]}…, model card says "
-                           f"{str(card.get('sha256'))[:12]}…): the file is corrupted or not the shipped one")
-    return weights, card
+    if not card.get("files"):
+        raise WeightsError(f"{folder / 'model_card.json'}: lists no files to verify")
+    for name, expected in card["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file not found")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise WeightsError(f"{path}: checksum mismatch (sha256 {actual[:12]}…, model card says "
+                               f"{str(expected)[:12]}…): the file is corrupted or not the shipped one")
+    return card
 
 
 def choose_device(device: str = "auto") -> str:

@@ -1,7 +1,6 @@
 """Sampling whole-brain label maps for a requested ventricular volume, and exporting shippable weights."""
 from __future__ import annotations
 
-import json
 import warnings
 from datetime import date
 from pathlib import Path
@@ -9,9 +8,9 @@ from pathlib import Path
 import torch
 
 from ..anatomy.grid import GRIDS
-from ..io import Volume, write_text
+from ..io import Volume, atomic_path
 from ..volumetry import ventricle_volumes_ml
-from ..models import WeightsError, choose_device, models_dir, sha256_of, verified_weights
+from ..models import WeightsError, choose_device, models_dir, verified_model, write_card
 from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
 
 MODEL_NAME = "mask_generator"
@@ -24,14 +23,11 @@ def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "weights.pt"
     half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
-    from ..io import atomic_path
-
     with atomic_path(weights) as tmp:
         torch.save({"config": cfg.to_dict(), "scale_factor": scale_factor,
                     "autoencoder": half(ae_state), "unet": half(unet_state)}, tmp)
-    full = {"name": MODEL_NAME, "date": date.today().isoformat(), "config": cfg.to_dict(), **card,
-            "weights_file": "weights.pt", "sha256": sha256_of(weights)}
-    write_text(out_dir / "model_card.json", json.dumps(full, indent=1))
+    write_card(out_dir, {"name": MODEL_NAME, "date": date.today().isoformat(), "config": cfg.to_dict(), **card},
+               ["weights.pt"])
     return weights
 
 
@@ -40,7 +36,8 @@ class MaskGenerator:
 
     def __init__(self, folder: str | Path | None = None, device: str = "auto"):
         folder = Path(folder) if folder else models_dir() / MODEL_NAME
-        path, self.card = verified_weights(folder)
+        self.card = verified_model(folder)
+        path = folder / "weights.pt"
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.cfg = MaskModelConfig.from_dict(state["config"])

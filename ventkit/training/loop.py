@@ -66,7 +66,10 @@ def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[s
         for k, m in modules.items():
             m.load_state_dict(state["modules"][k])
         for k, o in optimizers.items():
+            lrs = [g["lr"] for g in o.param_groups]  # the caller's learning rate wins over the saved one
             o.load_state_dict(state["optimizers"][k])
+            for g, lr in zip(o.param_groups, lrs):
+                g["lr"] = lr
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
 

@@ -1,0 +1,193 @@
+"""VentSegment core: nnU-Net training entry point, export, prediction in the scan's own grid, errors.
+
+A tiny nnU-Net is really planned, preprocessed, trained (one iteration) and exported here; its
+predictions are meaningless, so the tests check geometry, bookkeeping and errors, not accuracy.
+"""
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ventkit.anatomy.corpus import build_corpus
+from ventkit.cli import main
+from ventkit.errors import InputError
+from ventkit.io import Volume, read_volume, write_volume
+from ventkit.labels import VENTRICLE_IDS
+from ventkit.models import WeightsError
+from ventkit.segmentation.predictor import MODEL_FILES, VentricleSegmenter
+from ventkit.segmentation.segment import SYNTHSEG_RECIPE, load_segmenter, model_folder, segment_file
+from ventkit.training.segmenter import export_segmenter, train_segmenter
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("segmenter")
+    data = root / "Dataset001_Tiny"
+    build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
+    result = train_segmenter([data], root / "run", "Tiny", minutes=30, epochs=1, iterations=1, device="cpu")
+    assert result["finished"]
+    return export_segmenter(root / "run", root / "model", {"name": "tiny test model"})
+
+
+@pytest.fixture(scope="session")
+def segmenter(tiny_model) -> VentricleSegmenter:
+    seg = VentricleSegmenter(tiny_model, device="cpu")
+    seg.description = "tiny"
+    return seg
+
+
+@pytest.fixture(scope="session")
+def scan(tiny_model) -> Volume:
+    """A rendered training image (RAS, 3.3 x 3.06 x 3.3 mm)."""
+    image = sorted((tiny_model.parent / "Dataset001_Tiny" / "imagesTr").glob("*.nii.gz"))[0]
+    return read_volume(image)
+
+
+def flip_to_lps(v: Volume) -> Volume:
+    """Same voxels in space, stored with the first two axes reversed (an LPS-ordered file)."""
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[0, 3], flip[1, 3] = v.array.shape[0] - 1, v.array.shape[1] - 1
+    return Volume(np.ascontiguousarray(v.array[::-1, ::-1]), v.affine @ flip, "lps")
+
+
+def oblique(v: Volume, degrees: float = 20.0) -> Volume:
+    a = np.radians(degrees)
+    rot = np.eye(4)
+    rot[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    return Volume(v.array, rot @ v.affine, "oblique")
+
+
+def thick_slices(v: Volume) -> Volume:
+    """A 1 x 1 x 5 mm scan: nearest-voxel sampling of `v` on that grid."""
+    shape = (160, 192, 32)
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])
+    affine[:3, 3] = v.affine[:3, 3]
+    ijk = np.indices(shape).reshape(3, -1)
+    src = np.linalg.inv(v.affine) @ (affine @ np.vstack([ijk, np.ones((1, ijk.shape[1]))]))
+    idx = np.clip(np.rint(src[:3]).astype(int), 0, np.array(v.array.shape)[:, None] - 1)
+    return Volume(v.array[tuple(idx)].reshape(shape), affine, "thick")
+
+
+@pytest.mark.parametrize("make", [lambda v: v, flip_to_lps, oblique, thick_slices], ids=["ras", "lps", "oblique", "1x1x5"])
+def test_output_in_input_grid(make, scan, segmenter, tmp_path):
+    vol = make(scan)
+    src = write_volume(vol, tmp_path / "scan.nii.gz")
+    result = segment_file(src, tmp_path / "out", segmenter)
+    written = nib.load(str(result.files["labels"]))
+    assert written.shape == vol.array.shape
+    assert np.allclose(written.affine, vol.affine, atol=1e-5)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, *VENTRICLE_IDS}
+
+
+def test_lps_file_gives_the_same_segmentation(scan, segmenter):
+    ras = segmenter.segment(scan).array
+    lps = segmenter.segment(flip_to_lps(scan)).array
+    assert np.array_equal(ras, lps[::-1, ::-1])
+
+
+def test_nrrd_input(scan, segmenter, tmp_path):
+    src = write_volume(scan, tmp_path / "scan.nrrd")
+    result = segment_file(src, tmp_path / "out", segmenter)
+    assert np.allclose(nib.load(str(result.files["labels"])).affine, read_volume(src).affine, atol=1e-5)
+
+
+def test_volumes_are_voxel_counts(scan, segmenter, tmp_path):
+    vol = thick_slices(scan)
+    result = segment_file(write_volume(vol, tmp_path / "s.nii.gz"), tmp_path / "out", segmenter)
+    labels = np.asarray(nib.load(str(result.files["labels"])).dataobj)
+    report = json.loads(result.files["json"].read_text())
+    voxel_ml = 1 * 1 * 5 / 1000
+    assert report["ventricles_total_ml"] == pytest.approx(np.isin(labels, VENTRICLE_IDS).sum() * voxel_ml, abs=1e-3)
+    assert report["ventricles_ml"]["left_lateral"] == pytest.approx((labels == 4).sum() * voxel_ml, abs=1e-3)
+    csv_rows = dict(line.split(",") for line in result.files["csv"].read_text().splitlines()[1:])
+    assert float(csv_rows["total"]) == pytest.approx(report["ventricles_total_ml"], abs=1e-3)
+
+
+@pytest.mark.parametrize("array,problem", [
+    (np.random.rand(20, 20).astype(np.float32), "3-D"),
+    (np.random.rand(20, 20, 20, 3).astype(np.float32), "3-D"),
+    (np.zeros((20, 20, 20), np.float32), "empty"),
+    (np.full((20, 20, 20), np.nan, np.float32), "NaN"),
+], ids=["2d", "4d", "empty", "nan"])
+def test_bad_input_clear_error_no_output(array, problem, segmenter, tmp_path):
+    src = tmp_path / "bad.nii.gz"
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(src))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=problem):
+        segment_file(src, out, segmenter)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_corrupted_checkpoint_is_refused(tiny_model, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    ckpt = copy / MODEL_FILES[2]
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        VentricleSegmenter(copy, device="cpu")
+
+
+def test_missing_synthseg_falls_back_with_message(tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_model, tmp_path / f"ventsegment_{SYNTHSEG_RECIPE}")
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    monkeypatch.delenv("VENTKIT_SYNTHSEG", raising=False)
+    messages = []
+    seg = load_segmenter("synthseg", device="cpu", notify=messages.append)
+    assert model_folder(SYNTHSEG_RECIPE) == tmp_path / f"ventsegment_{SYNTHSEG_RECIPE}"
+    assert "mri_synthseg not found" in messages[0]
+    assert "SynthSeg-recipe baseline" in seg.description
+
+
+def test_installed_synthseg_is_used_and_resampled(scan, tmp_path, monkeypatch):
+    """A stand-in `mri_synthseg` writing a 1 mm label map: its ventricles come back on the scan's grid."""
+    fake = tmp_path / "mri_synthseg"
+    fake.write_text(f"""#!{sys.executable}
+import sys, numpy as np, nibabel as nib
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+img = nib.load(args["--i"])
+lab = np.zeros((200, 220, 200), np.int16)
+lab[60:140, 60:160, 60:140] = 2
+lab[80:99, 90:130, 90:110] = 4
+lab[101:120, 90:130, 90:110] = 43
+aff = np.eye(4); aff[:3, 3] = img.affine[:3, 3]
+nib.save(nib.Nifti1Image(lab, aff), args["--o"])
+""")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+    seg = load_segmenter("synthseg", device="cpu")
+    assert "installed" in seg.description
+    out = seg.segment(scan)
+    assert out.array.shape == scan.array.shape and np.allclose(out.affine, scan.affine)
+    assert set(np.unique(out.array)) == {0, 4, 43}  # white matter (2) dropped
+    ml = np.isin(out.array, (4, 43)).sum() * scan.voxel_ml
+    assert ml == pytest.approx(2 * 19 * 40 * 20 / 1000, rel=0.35)
+
+
+def test_cli_segment(scan, tiny_model, tmp_path, capsys):
+    src = write_volume(scan, tmp_path / "case.nii.gz")
+    assert main(["segment", str(src), "--out", str(tmp_path / "o"), "--model-dir", str(tiny_model),
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "total" in printed and "Evans index" in printed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "case_ventricles.nii.gz", "case_volumes.csv", "case_volumes.json"]
+    assert main(["segment", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "o2"),
+                 "--model-dir", str(tiny_model)]) == 2
+
+
+def test_model_folder_runs_in_stock_nnunet_layout(tiny_model):
+    card = json.loads((tiny_model / "model_card.json").read_text())
+    assert set(card["files"]) == set(MODEL_FILES)
+    assert card["architecture"]["spacing_mm"] == [2.0, 2.0, 2.0]
+    assert os.path.getsize(tiny_model / MODEL_FILES[2]) < 16e6

@@ -1,0 +1,68 @@
+"""nnU-Net v2 ventricle segmenters: a shipped model folder run through `nnUNetPredictor`.
+
+A model folder has nnU-Net's own layout (`plans.json`, `dataset.json`, `fold_all/checkpoint_final.pth`)
+plus `model_card.json`, so stock `nnUNetv2_predict -m FOLDER -f all` runs the same model. Scans are
+reoriented to RAS (axis permutations and flips only, as the training images were stored), handed to
+nnU-Net with their voxel size, and the prediction comes back in the scan's own grid: nnU-Net resamples
+the class probabilities, not the labels, before the argmax.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import Volume, ras_to_grid_of, reorient_to_ras, validate
+from ..labels import NNUNET_VENTRICLE_CLASSES
+from ..models import WeightsError, choose_device, verified_model
+
+FOLD = "all"
+CHECKPOINT = "checkpoint_final.pth"
+MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
+# nnU-Net class index -> FreeSurfer label
+CLASS_TO_LABEL = np.zeros(max(NNUNET_VENTRICLE_CLASSES.values()) + 1, np.int16)
+for _fs, _cls in NNUNET_VENTRICLE_CLASSES.items():
+    CLASS_TO_LABEL[_cls] = _fs
+
+
+def to_nnunet_layout(volume: Volume) -> tuple[np.ndarray, dict]:
+    """RAS volume -> nnU-Net's (channel, z, y, x) array and properties, as its NIfTI readers produce."""
+    array = volume.array.astype(np.float32).transpose(2, 1, 0)[None]
+    return np.ascontiguousarray(array), {"spacing": [float(s) for s in volume.spacing[::-1]]}
+
+
+class VentricleSegmenter:
+    """One trained nnU-Net ventricle model; `segment(volume)` returns FreeSurfer ventricle labels."""
+
+    def __init__(self, folder: str | Path, device: str = "auto", mirroring: bool = False,
+                 tile_step_size: float = 0.5):
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        self.folder = Path(folder)
+        self.card = verified_model(self.folder)
+        self.device = choose_device(device)
+        self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=mirroring,
+                                         perform_everything_on_device=self.device == "cuda",
+                                         device=torch.device(self.device), allow_tqdm=False)
+        try:
+            self.predictor.initialize_from_trained_model_folder(str(self.folder), use_folds=(FOLD,),
+                                                                checkpoint_name=CHECKPOINT)
+        except (KeyError, RuntimeError, FileNotFoundError) as exc:
+            raise WeightsError(f"{self.folder}: not a loadable nnU-Net model ({type(exc).__name__}: {exc})") from exc
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.folder.name)
+
+    def segment(self, volume: Volume) -> Volume:
+        """Ventricle label map (4, 43, 5, 44, 14, 15) on `volume`'s grid and affine."""
+        volume = validate(volume)
+        ras = reorient_to_ras(volume)
+        array, props = to_nnunet_layout(ras)
+        classes = self.predictor.predict_single_npy_array(array, props)
+        if classes.shape != array.shape[1:]:
+            raise InputError(volume.source, f"nnU-Net returned shape {classes.shape}, expected {array.shape[1:]}")
+        labels = CLASS_TO_LABEL[np.asarray(classes).transpose(2, 1, 0)]
+        return ras_to_grid_of(labels, volume)

@@ -1,0 +1,98 @@
+"""`ventkit segment`: one scan in, ventricle label map (in the scan's own grid) and volumes out."""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InputError, VentkitError
+from ..io import Volume, read_volume, stem_of, write_text, write_volume
+from ..models import models_dir
+from ..volumetry import volume_report
+
+NNUNET_MODELS = ("augmented", "real", "synthetic")
+MODELS = (*NNUNET_MODELS, "synthseg")
+SYNTHSEG_RECIPE = "synthseg_recipe"
+REPORT_ROWS = ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral", "third",
+               "fourth", "total")
+
+
+class Segmenter(Protocol):
+    description: str
+
+    def segment(self, volume: Volume) -> Volume: ...
+
+
+def model_folder(name: str) -> Path:
+    return models_dir() / f"ventsegment_{name}"
+
+
+def load_segmenter(model: str = "augmented", device: str = "auto", notify=print) -> Segmenter:
+    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline."""
+    from .predictor import VentricleSegmenter
+    from .references import InstalledSynthSeg, find_synthseg
+
+    if model not in MODELS:
+        raise InputError("--model", f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+    if model == "synthseg":
+        command = find_synthseg()
+        if command:
+            return InstalledSynthSeg(command)
+        notify("mri_synthseg not found: using ventkit's SynthSeg-recipe baseline (a reproduction of the "
+               "SynthSeg training method, not SynthSeg's weights)")
+        seg = VentricleSegmenter(model_folder(SYNTHSEG_RECIPE), device)
+        seg.description = "SynthSeg-recipe baseline (ventkit reproduction, not SynthSeg's weights)"
+        return seg
+    seg = VentricleSegmenter(model_folder(model), device)
+    seg.description = f"VentSegment nnU-Net ({model})"
+    return seg
+
+
+@dataclass
+class SegmentationResult:
+    labels: Volume
+    report: dict
+    files: dict[str, Path]
+
+
+def report_csv(report: dict) -> str:
+    """Structure, mL rows, then total, asymmetry and Evans index."""
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["structure", "volume_ml"])
+    for key in REPORT_ROWS:
+        w.writerow([key, f"{report['ventricles_ml'][key]:.3f}"])
+    w.writerow(["lateral_asymmetry_percent", f"{report['lateral_asymmetry_percent']:.2f}"])
+    w.writerow(["left_right_asymmetry_percent", f"{report['left_right_asymmetry_percent']:.2f}"])
+    evans = (report.get("evans") or {}).get("evans_index")
+    w.writerow(["evans_index", "" if evans is None else f"{evans:.4f}"])
+    return buf.getvalue()
+
+
+def segment_volume(volume: Volume, segmenter: Segmenter) -> tuple[Volume, dict]:
+    labels = segmenter.segment(volume)
+    if labels.array.shape != volume.array.shape or not np.allclose(labels.affine, volume.affine):
+        raise VentkitError(f"{segmenter.description} returned a map off the scan's grid")
+    report = volume_report(labels)
+    report.pop("structures_ml")
+    report["model"] = segmenter.description
+    return labels, report
+
+
+def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter) -> SegmentationResult:
+    """Segment one scan and write `<stem>_ventricles.nii.gz`, `_volumes.json` and `_volumes.csv`."""
+    volume = read_volume(path)
+    labels, report = segment_volume(volume, segmenter)
+    out_dir, stem = Path(out_dir), stem_of(path)
+    files = {"labels": out_dir / f"{stem}_ventricles.nii.gz", "json": out_dir / f"{stem}_volumes.json",
+             "csv": out_dir / f"{stem}_volumes.csv"}
+    # everything is computed before the first write; each write is atomic
+    write_volume(labels, files["labels"], dtype=np.int16)
+    write_text(files["json"], json.dumps(report, indent=1))
+    write_text(files["csv"], report_csv(report))
+    return SegmentationResult(labels, report, files)

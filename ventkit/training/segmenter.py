@@ -1,0 +1,248 @@
+"""`ventkit train segment`: nnU-Net v2 itself (planner, preprocessor, trainer), sized for a CPU budget.
+
+nnU-Net's default schedule (1000 epochs x 250 iterations, features 32-320) is out of reach on a 2-core
+CPU (see COMPUTE.md). `VentkitPlanner` is nnU-Net's default planner with a 2 mm target spacing and
+16-160 features; `nnUNetTrainerVentkit` is its default trainer with short epochs, a checkpoint every
+epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`).
+Everything lives in one run folder holding nnU-Net's three folders (raw, preprocessed, results).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from ..errors import InputError
+from ..io import atomic_path, write_text
+from ..models import choose_device, write_card
+from ..segmentation.predictor import CHECKPOINT, FOLD, MODEL_FILES
+
+PLANS = "nnUNetPlansVentkit"
+CONFIGURATION = "3d_fullres"
+TARGET_SPACING = (2.0, 2.0, 2.0)
+DATASET_ID = 501
+
+
+class VentkitPlanner(ExperimentPlanner):
+    """nnU-Net's default planner with a 2 mm grid and 16-160 features (4 M parameters)."""
+
+    def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 4, preprocessor_name="DefaultPreprocessor",
+                 plans_name=PLANS, overwrite_target_spacing=None, suppress_transpose=False):
+        super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
+                         list(overwrite_target_spacing or TARGET_SPACING), suppress_transpose)
+        self.UNet_base_num_features = 16
+        self.UNet_max_features_3d = 160
+
+
+class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
+    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline."""
+
+    def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_iterations_per_epoch = 50
+        self.num_val_iterations_per_epoch = 5
+        self.num_epochs = 100
+        self.save_every = 1
+        self.deadline: float | None = None
+
+    def _out_of_time(self, epoch_seconds: float) -> bool:
+        return self.deadline is not None and time.time() + epoch_seconds > self.deadline
+
+    def run_training(self) -> bool:
+        """nnU-Net's loop, stopping before an epoch that would pass the deadline; True when finished."""
+        self.on_train_start()
+        epoch_seconds = 0.0
+        for _ in range(self.current_epoch, self.num_epochs):
+            if self._out_of_time(epoch_seconds):
+                self.print_to_log_file(f"time budget reached at epoch {self.current_epoch}; resume to continue")
+                self._stop_loaders()
+                return False
+            t0 = time.time()
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val = [self.validation_step(next(self.dataloader_val)) for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val)
+            self.on_epoch_end()
+            epoch_seconds = time.time() - t0
+        self.on_train_end()
+        return True
+
+    def _stop_loaders(self) -> None:
+        for loader in (self.dataloader_train, self.dataloader_val):
+            if hasattr(loader, "_finish"):
+                loader._finish()
+
+
+def use_run_folder(run: Path) -> dict[str, Path]:
+    """Point nnU-Net's three environment folders into `run`."""
+    folders = {k: run / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for k, p in folders.items():
+        p.mkdir(parents=True, exist_ok=True)
+        os.environ[k] = str(p)
+    return folders
+
+
+def link_datasets(sources: list[Path], raw: Path) -> dict:
+    """One nnU-Net raw dataset made of symlinks to the training cases of every source dataset."""
+    first = None
+    for d in ("imagesTr", "labelsTr"):
+        (raw / d).mkdir(parents=True, exist_ok=True)
+    n = 0
+    for k, src in enumerate(sources):
+        meta = src / "dataset.json"
+        if not meta.is_file():
+            raise InputError(src, "not an nnU-Net raw dataset (no dataset.json)")
+        ds = json.loads(meta.read_text())
+        first = first or ds
+        if ds["labels"] != first["labels"] or ds["file_ending"] != first["file_ending"]:
+            raise InputError(src, "labels or file ending differ from the first dataset")
+        for label in sorted((src / "labelsTr").glob(f"*{ds['file_ending']}")):
+            case = label.name[: -len(ds["file_ending"])]
+            image = src / "imagesTr" / f"{case}_0000{ds['file_ending']}"
+            if not image.is_file():
+                raise InputError(image, "image of a labelled case is missing")
+            for target, link in ((image, raw / "imagesTr" / f"s{k}_{image.name}"),
+                                 (label, raw / "labelsTr" / f"s{k}_{label.name}")):
+                if not link.is_symlink():
+                    link.symlink_to(target.resolve())
+            n += 1
+    if not n:
+        raise InputError(", ".join(map(str, sources)), "no training cases")
+    dataset = {**first, "name": raw.name, "numTraining": n, "numTest": 0,
+               "description": "ventkit: " + " + ".join(str(s) for s in sources)}
+    write_text(raw / "dataset.json", json.dumps(dataset, indent=1))
+    return dataset
+
+
+def prepare(sources: list[str | Path], run: str | Path, name: str, num_processes: int = 1) -> str:
+    """Link, fingerprint, plan and preprocess once per run folder; returns nnU-Net's dataset name."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                      plan_experiment_dataset, preprocess_dataset)
+
+    run = Path(run)
+    folders = use_run_folder(run)
+    dataset_name = f"Dataset{DATASET_ID}_{name}"
+    done = run / "prepared.json"
+    sources = [Path(s) for s in sources]
+    if done.is_file():
+        if json.loads(done.read_text())["sources"] != [str(s.resolve()) for s in sources]:
+            raise InputError(run, "run folder was prepared from other datasets; use a new --run")
+        return dataset_name
+    link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
+    extract_fingerprint_dataset(DATASET_ID, num_processes=num_processes, check_dataset_integrity=True,
+                                show_progress_bar=False)
+    plan_experiment_dataset(DATASET_ID, VentkitPlanner)
+    preprocess_dataset(DATASET_ID, PLANS, (CONFIGURATION,), (num_processes,), show_progress_bar=False)
+    write_text(done, json.dumps({"sources": [str(s.resolve()) for s in sources], "dataset": dataset_name}))
+    return dataset_name
+
+
+def make_trainer(run: Path, dataset_name: str, device: str, resume: bool) -> nnUNetTrainerVentkit:
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    pre = run / "nnUNet_preprocessed" / dataset_name
+    plans = {**load_json(str(pre / f"{PLANS}.json")), "continue_training": resume}
+    return nnUNetTrainerVentkit(plans, CONFIGURATION, FOLD, load_json(str(pre / "dataset.json")),
+                                torch.device(device))
+
+
+def result_folder(run: Path, dataset_name: str) -> Path:
+    return run / "nnUNet_results" / dataset_name / f"{nnUNetTrainerVentkit.__name__}__{PLANS}__{CONFIGURATION}"
+
+
+def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minutes: float = 60.0,
+                    epochs: int = 100, iterations: int = 50, device: str = "auto") -> dict:
+    """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time."""
+    run = Path(run)
+    device = choose_device(device)
+    settings_file = run / "settings.json"
+    settings = {"name": name, "epochs": epochs, "iterations": iterations}
+    if settings_file.is_file():
+        saved = json.loads(settings_file.read_text())
+        if saved != settings:
+            raise InputError(run, f"was started with {saved}; resume with the same settings or use a new --run")
+    if device == "cpu":
+        os.environ.setdefault("nnUNet_n_proc_DA", "1")
+        torch.set_num_threads(os.cpu_count() or 1)
+    else:
+        os.environ.setdefault("nnUNet_n_proc_DA", str(max(1, (os.cpu_count() or 2) - 2)))
+    start = time.time()
+    dataset_name = prepare(sources, run, name)
+    write_text(settings_file, json.dumps(settings))
+    fold_dir = result_folder(run, dataset_name) / f"fold_{FOLD}"
+    latest = fold_dir / "checkpoint_latest.pth"
+    if (fold_dir / CHECKPOINT).is_file():
+        return {"finished": True, "epoch": epochs, "folder": str(fold_dir)}
+    trainer = make_trainer(run, dataset_name, device, resume=latest.is_file())
+    trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
+    trainer.deadline = start + minutes * 60
+    if latest.is_file():
+        trainer.load_checkpoint(str(latest))
+    finished = trainer.run_training()
+    return {"finished": finished, "epoch": trainer.current_epoch, "folder": str(fold_dir)}
+
+
+def half_shared(state: dict) -> dict:
+    """fp16 copy of a state dict that keeps aliased entries aliased (nnU-Net's U-Net lists each conv 3 times)."""
+    done: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            v = done.setdefault((v.data_ptr(), v.shape, v.stride()), v.half())
+        out[k] = v
+    return out
+
+
+def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False) -> Path:
+    """Ship a trained run: nnU-Net's folder layout, fp16 weights, no optimizer state, a model card."""
+    run, out_dir = Path(run), Path(out_dir)
+    prepared = json.loads((run / "prepared.json").read_text())
+    results = result_folder(run, prepared["dataset"])
+    fold_dir = results / f"fold_{FOLD}"
+    src = fold_dir / CHECKPOINT
+    if not src.is_file():
+        if not allow_unfinished:
+            raise InputError(run, "training has not finished (no checkpoint_final.pth); pass --allow-unfinished "
+                                  "to ship checkpoint_latest.pth")
+        src = fold_dir / "checkpoint_latest.pth"
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    (out_dir / f"fold_{FOLD}").mkdir(parents=True, exist_ok=True)
+    stripped = {
+        "network_weights": half_shared(ckpt["network_weights"]),
+        "trainer_name": nnUNetTrainer.__name__,  # same network; lets stock nnUNetv2_predict load it
+        "init_args": {"configuration": CONFIGURATION, "fold": FOLD},
+        "inference_allowed_mirroring_axes": ckpt.get("inference_allowed_mirroring_axes"),
+        "current_epoch": ckpt["current_epoch"],
+    }
+    with atomic_path(out_dir / MODEL_FILES[2]) as tmp:
+        torch.save(stripped, tmp)
+    for f in MODEL_FILES[:2]:
+        write_text(out_dir / f, (results / f).read_text())
+    plans = json.loads((results / "plans.json").read_text())["configurations"][CONFIGURATION]
+    log = ckpt["logging"]
+    n_params = int(sum(v.numel() for v in ckpt["network_weights"].values()))
+    full = {"date": date.today().isoformat(), "framework": "nnU-Net v2 (nnunetv2)", "configuration": CONFIGURATION,
+            "architecture": {"class": plans["architecture"]["network_class_name"], "parameters": n_params,
+                             "features_per_stage": plans["architecture"]["arch_kwargs"]["features_per_stage"],
+                             "patch_size": plans["patch_size"], "spacing_mm": plans["spacing"]},
+            "training": {"epochs": ckpt["current_epoch"], "iterations_per_epoch": json.loads(
+                (run / "settings.json").read_text())["iterations"], "trainer": nnUNetTrainerVentkit.__name__,
+                "sources": prepared["sources"],
+                "final_train_loss": float(np.round(log["train_losses"][-1], 4)) if log.get("train_losses") else None,
+                "final_pseudo_dice": [float(np.round(x, 4)) for x in log["dice_per_class_or_region"][-1]]
+                if log.get("dice_per_class_or_region") else None},
+            **card}
+    write_card(out_dir, full, list(MODEL_FILES))
+    return out_dir
