@@ -200,7 +200,10 @@ def half_shared(state: dict) -> dict:
     out = {}
     for k, v in state.items():
         if v.is_floating_point():
-            v = done.setdefault((v.data_ptr(), v.shape, v.stride()), v.half())
+            key = (v.data_ptr(), v.shape, v.stride())
+            if key not in done:
+                done[key] = v.half()
+            v = done[key]
         out[k] = v
     return out
 
