@@ -21,6 +21,20 @@ def subject01(subjects) -> Volume:
     return load_subject(str(subjects["training_seg_01"]))
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny nnU-Net, really planned, preprocessed, trained (one iteration) and exported."""
+    from ventkit.anatomy.corpus import build_corpus
+    from ventkit.training.segmenter import export_segmenter, train_segmenter
+
+    root = tmp_path_factory.mktemp("segmenter")
+    data = root / "Dataset001_Tiny"
+    build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
+    result = train_segmenter([data], root / "run", "Tiny", minutes=30, epochs=1, iterations=1, device="cpu")
+    assert result["finished"]
+    return export_segmenter(root / "run", root / "model", {"name": "tiny test model"})
+
+
 @pytest.fixture
 def tiny_labels() -> Volume:
     """A 20^3 label map at 2 x 1.5 x 3 mm with a few structures."""

@@ -1,7 +1,7 @@
 """VentSegment core: nnU-Net training entry point, export, prediction in the scan's own grid, errors.
 
-A tiny nnU-Net is really planned, preprocessed, trained (one iteration) and exported here; its
-predictions are meaningless, so the tests check geometry, bookkeeping and errors, not accuracy.
+The tiny nnU-Net of conftest's `tiny_model` makes meaningless predictions, so these tests check
+geometry, bookkeeping and errors, not accuracy.
 """
 import json
 import os
@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ventkit.anatomy.corpus import build_corpus
 from ventkit.cli import main
 from ventkit.errors import InputError
 from ventkit.io import Volume, read_volume, write_volume
@@ -21,17 +20,6 @@ from ventkit.labels import VENTRICLE_IDS
 from ventkit.models import WeightsError
 from ventkit.segmentation.predictor import MODEL_FILES, VentricleSegmenter
 from ventkit.segmentation.segment import SYNTHSEG_RECIPE, load_segmenter, model_folder, segment_file
-from ventkit.training.segmenter import export_segmenter, train_segmenter
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("segmenter")
-    data = root / "Dataset001_Tiny"
-    build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
-    result = train_segmenter([data], root / "run", "Tiny", minutes=30, epochs=1, iterations=1, device="cpu")
-    assert result["finished"]
-    return export_segmenter(root / "run", root / "model", {"name": "tiny test model"})
 
 
 @pytest.fixture(scope="session")

@@ -165,6 +165,26 @@ def cmd_export_mask(args) -> None:
     print(f"wrote {path} and its model card")
 
 
+def cmd_evaluate(args) -> None:
+    from .evaluation import HOLDOUT_RECIPE, build_holdout, holdout_cases, run_evaluation, write_results
+    from .segmentation.predictor import VentricleSegmenter
+    from .segmentation.segment import load_segmenter
+
+    folders = build_holdout(args.holdout, label_dir=args.labels, priors_dir=args.priors, scale=args.scale,
+                            grid=args.grid)
+    cases = holdout_cases(folders)
+    print(f"hold-out: {len(cases)} cases in {', '.join(HOLDOUT_RECIPE)} under {args.holdout}")
+    segmenters = {m: load_segmenter(m, args.device) for m in args.models}
+    for spec in args.model_dir or []:
+        name, _, folder = spec.partition("=")
+        segmenters[name] = VentricleSegmenter(folder, args.device)
+        segmenters[name].description = f"nnU-Net model {folder}"
+    rows = run_evaluation(cases, segmenters)
+    files = write_results(rows, args.out)
+    print(files["table"].read_text(), end="")
+    print("wrote " + ", ".join(str(p) for p in files.values()))
+
+
 def cmd_train_segment(args) -> None:
     from .training.segmenter import train_segmenter
 
@@ -233,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.set_defaults(func=cmd_segment)
+
+    ev = sub.add_parser("evaluate", help="the paper's experiment: every model on the hold-out subjects")
+    ev.add_argument("--holdout", required=True, help="hold-out folder (rendered here first if missing)")
+    ev.add_argument("--out", required=True, help="where the table, per-case CSV and plots go")
+    ev.add_argument("--models", nargs="*", default=["augmented", "real", "synthetic", "synthseg"])
+    ev.add_argument("--model-dir", action="append", metavar="NAME=FOLDER", help="also evaluate this nnU-Net folder")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
+    ev.add_argument("--priors", help="SynthSeg priors folder (random-contrast cases; default: beside the maps)")
+    ev.add_argument("--scale", type=float, default=1.0, help="scale the number of hold-out cases")
+    ev.add_argument("--grid", choices=tuple(GRIDS), default="paper")
+    ev.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("corpus", help="the anatomy corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)

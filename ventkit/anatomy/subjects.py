@@ -31,6 +31,12 @@ def default_label_dir() -> Path:
                                "(e.g. SynthSeg's data/training_label_maps, or FreeSurfer aseg maps)")
 
 
+def default_priors_dir(label_dir: str | Path | None = None) -> Path | None:
+    """SynthSeg's `priors` folder beside the label maps, when it is there."""
+    cand = Path(label_dir or default_label_dir()).parent / "priors"
+    return cand if (cand / "generation_classes.npy").is_file() else None
+
+
 def list_subjects(label_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Subject id (file stem) -> path of every NIfTI/NRRD label map in `label_dir`."""
     label_dir = Path(label_dir) if label_dir else default_label_dir()

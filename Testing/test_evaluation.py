@@ -1,0 +1,59 @@
+"""The paper's experiment: scoring, the table, the plots and the one-command CLI (tiny model, tiny hold-out)."""
+import json
+
+import numpy as np
+import pytest
+
+from ventkit.anatomy.subjects import HOLDOUT_SUBJECTS
+from ventkit.cli import main
+from ventkit.evaluation import HOLDOUT_RECIPE, build_holdout, dice, holdout_cases, markdown_table, score, summarize
+
+
+def test_dice_and_score_on_known_arrays():
+    truth = np.zeros((10, 10, 10), np.int16)
+    truth[2:6, 2:6, 2:6] = 4  # 64 voxels
+    pred = np.zeros_like(truth)
+    pred[2:6, 2:6, 2:4] = 4  # 32 voxels, all inside
+    pred[8, 8, 8] = 17  # not a ventricle
+    assert dice(pred == 4, truth == 4) == pytest.approx(2 * 32 / 96)
+    s = score(pred, truth, voxel_ml=0.5)
+    assert s["true_ml"] == 32.0 and s["pred_ml"] == 16.0 and s["error_ml"] == -16.0
+    assert s["dice"] == pytest.approx(2 / 3) and s["dice_lateral"] == pytest.approx(2 / 3)
+
+
+def test_summary_and_table():
+    rows = [{"model": "a", "error_ml": e, "dice": d, "dice_lateral": d} for e, d in ((-2, 0.8), (4, 0.9))] + \
+           [{"model": "b", "error_ml": 1, "dice": 0.95, "dice_lateral": 0.96}]
+    s = {x["model"]: x for x in summarize(rows)}
+    assert s["a"]["mae_ml"] == 3.0 and s["a"]["bias_ml"] == 1.0 and s["a"]["n"] == 2
+    assert s["a"]["mae_sd_ml"] == pytest.approx(np.std([2, 4], ddof=1))
+    assert s["b"]["dice"] == 0.95
+    table = markdown_table(summarize(rows))
+    assert "| a | 2 | 3.00 ± 1.41 | +1.00 |" in table
+
+
+@pytest.fixture(scope="module")
+def tiny_holdout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("holdout")
+    folders = build_holdout(root, scale=0.01, grid="mask", quiet=True)
+    return root, folders
+
+
+def test_holdout_uses_only_holdout_subjects(tiny_holdout):
+    _, folders = tiny_holdout
+    cases = holdout_cases(folders)
+    assert len(cases) == len(HOLDOUT_RECIPE)
+    assert all(c["subject"] in HOLDOUT_SUBJECTS for c in cases)
+    enlarged = [json.loads((f / "meta" / "holdout_0000.json").read_text()) for f in folders if "enlarged" in f.name]
+    assert all(100 * 0.98 <= m["measured_ml"] <= 300 * 1.02 for m in enlarged)
+
+
+def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_path, capsys):
+    root, _ = tiny_holdout
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--holdout", str(root), "--grid", "mask", "--scale", "0.01", "--models",
+                 "--model-dir", f"tiny={tiny_model}", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny | 3 |" in printed
+    assert {p.name for p in out.iterdir()} == {"cases.csv", "summary.csv", "table.md", "bland_altman_scatter.png"}
+    assert (out / "bland_altman_scatter.png").read_bytes()[:4] == b"\x89PNG"

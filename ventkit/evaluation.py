@@ -1,0 +1,160 @@
+"""`ventkit evaluate`: the paper's experiment on the fixed hold-out subjects.
+
+The hold-out set is rendered from the subjects no model trains on (`anatomy.subjects.split_subjects`): their
+natural ventricles and ventricles inflated to 100-300 mL, with T1 and randomized contrast and slice
+thicknesses of 1-6 mm. Every model segments every case; the table gives the total ventricle volume's
+mean absolute error ± SD (mL) and the Dice of the ventricles ± SD, as in Ruschke et al.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .anatomy.corpus import build_corpus
+from .anatomy.nnunet import FILE_ENDING
+from .anatomy.subjects import default_priors_dir
+from .io import read_volume, write_text
+from .labels import VENTRICLE_IDS
+from .progress import Callback, track
+from .segmentation.segment import Segmenter
+
+# sub-dataset -> (cases, volumes, contrast)
+HOLDOUT_RECIPE: dict[str, tuple[int, str, str]] = {
+    "natural_t1": (8, "natural", "t1"),
+    "enlarged_t1": (16, "uniform:100:300", "t1"),
+    "enlarged_random_contrast": (8, "uniform:100:300", "random"),
+}
+
+
+def build_holdout(root: str | Path, seed: int = 1000, label_dir=None, priors_dir=None, scale: float = 1.0,
+                  grid: str = "paper", quiet: bool = False) -> list[Path]:
+    """Render the hold-out sub-datasets under `root` (resumable); `scale` shrinks the case counts."""
+    priors_dir = priors_dir or default_priors_dir(label_dir)
+    folders = []
+    for i, (name, (n, volumes, contrast)) in enumerate(HOLDOUT_RECIPE.items()):
+        folder = Path(root) / f"Dataset9{i:02d}_Holdout_{name}"
+        build_corpus(folder, max(1, round(n * scale)), volumes, seed + i, "holdout", grid, contrast,
+                     label_dir, priors_dir, quiet=quiet)
+        folders.append(folder)
+    return folders
+
+
+def holdout_cases(folders: list[Path]) -> list[dict]:
+    """Test cases (image, 33-label truth, meta) of hold-out datasets written by `build_holdout`."""
+    cases = []
+    for folder in folders:
+        for meta in sorted((folder / "meta").glob("*.json")):
+            info = json.loads(meta.read_text())
+            if not info.get("test"):
+                continue
+            case = info["case_id"]
+            cases.append({"set": folder.name, "case": case, "subject": info.get("subject"),
+                          "image": folder / "imagesTs" / f"{case}_0000{FILE_ENDING}",
+                          "truth": folder / "labelsFullTs" / f"{case}{FILE_ENDING}"})
+    return cases
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict:
+    """Total ventricle volumes, their error, and Dice of all ventricles and of the lateral ventricles."""
+    p, t = np.isin(pred, VENTRICLE_IDS), np.isin(truth, VENTRICLE_IDS)
+    return {"true_ml": float(t.sum() * voxel_ml), "pred_ml": float(p.sum() * voxel_ml),
+            "error_ml": float((p.sum() - t.sum()) * voxel_ml), "dice": dice(p, t),
+            "dice_lateral": dice(np.isin(pred, (4, 43)), np.isin(truth, (4, 43)))}
+
+
+def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
+                   cancelled=None, quiet: bool = False) -> list[dict]:
+    """One row per (case, model)."""
+    rows = []
+    for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
+        image = read_volume(case["image"])
+        truth = read_volume(case["truth"], labels=True)
+        for name, seg in segmenters.items():
+            pred = seg.segment(image)
+            rows.append({"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
+                         **score(pred.array, truth.array, image.voxel_ml)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per model: n, volume MAE ± SD (mL), mean signed error, Dice ± SD, lateral Dice."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        r = [x for x in rows if x["model"] == model]
+        err = np.array([x["error_ml"] for x in r])
+        d = np.array([x["dice"] for x in r])
+        out.append({"model": model, "n": len(r), "mae_ml": float(np.abs(err).mean()),
+                    "mae_sd_ml": float(np.abs(err).std(ddof=1)) if len(r) > 1 else 0.0,
+                    "bias_ml": float(err.mean()), "dice": float(d.mean()),
+                    "dice_sd": float(d.std(ddof=1)) if len(r) > 1 else 0.0,
+                    "dice_lateral": float(np.mean([x["dice_lateral"] for x in r]))})
+    return out
+
+
+def markdown_table(summary: list[dict]) -> str:
+    lines = ["| model | cases | volume MAE ± SD (mL) | bias (mL) | Dice ± SD | lateral Dice |",
+             "|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['model']} | {s['n']} | {s['mae_ml']:.2f} ± {s['mae_sd_ml']:.2f} | {s['bias_ml']:+.2f} | "
+                     f"{s['dice']:.3f} ± {s['dice_sd']:.3f} | {s['dice_lateral']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Bland-Altman (left) and predicted-vs-true scatter (right), one colour per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    fig, (ba, sc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    top = max(max(r["true_ml"], r["pred_ml"]) for r in rows) * 1.05
+    for model in dict.fromkeys(r["model"] for r in rows):
+        t = np.array([r["true_ml"] for r in rows if r["model"] == model])
+        p = np.array([r["pred_ml"] for r in rows if r["model"] == model])
+        diff = p - t
+        (line,) = ba.plot((p + t) / 2, diff, "o", ms=4, alpha=0.7, label=model)
+        ba.axhline(diff.mean(), color=line.get_color(), lw=1)
+        for k in (-1.96, 1.96):
+            ba.axhline(diff.mean() + k * diff.std(), color=line.get_color(), lw=0.7, ls="--")
+        sc.plot(t, p, "o", ms=4, alpha=0.7, color=line.get_color(), label=model)
+    ba.set(xlabel="mean of predicted and true volume (mL)", ylabel="predicted - true (mL)",
+           title="Bland-Altman: total ventricle volume")
+    sc.plot([0, top], [0, top], "k-", lw=0.8)
+    sc.set(xlim=(0, top), ylim=(0, top), xlabel="true volume (mL)", ylabel="predicted volume (mL)",
+           title="predicted vs true")
+    ba.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_results(rows: list[dict], out_dir: str | Path) -> dict[str, Path]:
+    out = Path(out_dir)
+    summary = summarize(rows)
+    files = {"cases": write_text(out / "cases.csv", _csv(rows)),
+             "summary": write_text(out / "summary.csv", _csv(summary)),
+             "table": write_text(out / "table.md", markdown_table(summary)),
+             "plot": plot(rows, out / "bland_altman_scatter.png")}
+    return files
