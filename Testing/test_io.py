@@ -79,3 +79,12 @@ def test_reorient_to_ras_keeps_world_positions(subject01):
     world = ras.affine @ ijk
     src = np.round(np.linalg.inv(lia.affine) @ world).astype(int)
     assert ras.array[tuple(ijk[:3])] == lia.array[tuple(src[:3])]
+
+
+def test_freesurfer_mgz_is_read_with_its_affine(tmp_path):
+    aff = np.array([[-1.0, 0, 0, 128], [0, 0, 1, -128], [0, -1, 0, 128], [0, 0, 0, 1]])  # FreeSurfer's LIA
+    arr = np.random.default_rng(1).integers(0, 255, (6, 7, 8)).astype(np.uint8)
+    nib.save(nib.MGHImage(arr, aff), str(tmp_path / "orig.mgz"))
+    vol = read_volume(tmp_path / "orig.mgz")
+    np.testing.assert_allclose(vol.affine, aff)
+    assert np.array_equal(vol.array, arr)

@@ -19,6 +19,7 @@ from .labels import unknown_labels
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
+MGH_SUFFIXES = (".mgz", ".mgh")  # FreeSurfer, read only
 SPACING_RANGE_MM = (0.05, 20.0)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -45,7 +46,7 @@ class Volume:
 
 def suffix_of(path: str | os.PathLike) -> str:
     name = str(path).lower()
-    for suf in NIFTI_SUFFIXES + NRRD_SUFFIXES:
+    for suf in NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES:
         if name.endswith(suf):
             return suf
     return Path(name).suffix
@@ -93,7 +94,7 @@ def validate(volume: Volume, *, labels: bool = False) -> Volume:
     return Volume(a, aff, src)
 
 
-def _read_nifti(path: Path) -> Volume:
+def _read_nibabel(path: Path) -> Volume:
     img = nib.load(str(path))
     return Volume(np.asanyarray(img.dataobj), img.affine, str(path))
 
@@ -117,12 +118,12 @@ def read_volume(path: str | os.PathLike, *, labels: bool = False) -> Volume:
         raise InputError(path, "file not found")
     suf = suffix_of(path)
     try:
-        if suf in NIFTI_SUFFIXES:
-            vol = _read_nifti(path)
+        if suf in NIFTI_SUFFIXES + MGH_SUFFIXES:
+            vol = _read_nibabel(path)
         elif suf in NRRD_SUFFIXES:
             vol = _read_nrrd(path)
         else:
-            raise InputError(path, f"unsupported file type '{suf}' (use .nii, .nii.gz or .nrrd)")
+            raise InputError(path, f"unsupported file type '{suf}' (use .nii, .nii.gz, .nrrd or .mgz)")
         vol = Volume(np.asarray(vol.array), vol.affine, vol.source)
     except InputError:
         raise
