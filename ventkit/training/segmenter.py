@@ -31,7 +31,7 @@ DATASET_ID = 501
 
 
 class VentkitPlanner(ExperimentPlanner):
-    """nnU-Net's default planner with a 2 mm grid and 16-160 features (4 M parameters)."""
+    """nnU-Net's default planner with a 2 mm grid, 16-160 features (4 M parameters) and batch size 2."""
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 4, preprocessor_name="DefaultPreprocessor",
                  plans_name=PLANS, overwrite_target_spacing=None, suppress_transpose=False):
@@ -39,6 +39,11 @@ class VentkitPlanner(ExperimentPlanner):
                          list(overwrite_target_spacing or TARGET_SPACING), suppress_transpose)
         self.UNet_base_num_features = 16
         self.UNet_max_features_3d = 160
+
+    def get_plans_for_configuration(self, *args, **kwargs) -> dict:
+        plan = super().get_plans_for_configuration(*args, **kwargs)
+        plan["batch_size"] = self.UNet_min_batch_size  # smaller networks would otherwise get bigger batches
+        return plan
 
 
 class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
