@@ -1,11 +1,34 @@
-"""VentSegment: Slicer module stub for segmenting and measuring the brain's ventricles.
+"""VentSegment: segment the brain's ventricles of a loaded scan and show their volumes beside SynthSeg's.
 
-The science lives in the pure-Python package `ventkit`; this module only wraps it.
-The real GUI arrives in a later release.
+The science lives in the pure-Python package `ventkit`. Segmentation runs as `python -m ventkit segment`
+in a separate process (the GUI stays responsive, Cancel kills it, ventkit writes its files atomically),
+and the results come back as a segmentation node and a table node.
 """
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
 import qt
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import *
+from slicer.util import VTKObservationMixin
+
+MODELS = ("augmented", "real", "synthetic")
+REFERENCES = ("synthseg", "none")
+DEVICES = ("auto", "cpu", "cuda")
+PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10"}
+REQUIRED_PACKAGES = {"nibabel": "nibabel", "SimpleITK": "SimpleITK", "scipy": "scipy", "torch": "torch",
+                     "monai": "monai", "nnunetv2": "nnunetv2"}
+# SNOMED CT codes (Slicer's terminology format) for the ventricles; laterality as anatomic region modifier
+TERMINOLOGY_TYPES = {4: ("66720007", "Lateral ventricle", "7771000", "Left"),
+                     43: ("66720007", "Lateral ventricle", "24028007", "Right"),
+                     14: ("49653007", "Third ventricle", None, None),
+                     15: ("35918002", "Fourth ventricle", None, None)}
 
 
 #
@@ -14,10 +37,6 @@ from slicer.ScriptedLoadableModule import *
 
 
 class VentSegment(ScriptedLoadableModule):
-    """Uses ScriptedLoadableModule base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
-
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "VentSegment"
@@ -25,14 +44,14 @@ class VentSegment(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["VentSynth team"]
         self.parent.helpText = """
-Segmentation and volumetry of the brain's ventricles (lateral, inferior lateral, 3rd and 4th),
-with left/right asymmetry and Evans' index.
-This is a placeholder: the graphical interface arrives in a later release.
-The science lives in the pure-Python package <code>ventkit</code>, which can also be used from the
-command line (<code>python -m ventkit --help</code>).
+Segments the ventricles of a brain MRI (left/right lateral, inferior lateral, 3rd, 4th) with nnU-Net and
+reports their volumes in mL, left/right asymmetry and Evans' index, next to SynthSeg's volumes for the
+same scan, with a warning where the two disagree.
 """
         self.parent.acknowledgementText = """
-Label ids and names follow SynthSeg 2.0; colours follow FreeSurfer's FreeSurferColorLUT.txt.
+Method after Ruschke et al., Guided Synthesis of Labeled Brain MRI Data Using Latent Diffusion Models for
+Segmentation of Enlarged Ventricles. Segmentation by nnU-Net v2 (Isensee et al.). Label names and colours
+follow FreeSurfer and SynthSeg.
 """
 
 
@@ -41,29 +60,168 @@ Label ids and names follow SynthSeg 2.0; colours follow FreeSurfer's FreeSurferC
 #
 
 
-class VentSegmentWidget(ScriptedLoadableModuleWidget):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
+class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.job = None
+        self.timer = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/VentSegment.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = VentSegmentLogic()
+        for combo, items in ((self.ui.modelComboBox, MODELS), (self.ui.referenceComboBox, REFERENCES),
+                             (self.ui.deviceComboBox, DEVICES)):
+            combo.clear()
+            combo.addItems(list(items))
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.exportTableButton.connect("clicked(bool)", self.onExportTable)
+        self.ui.exportSegmentationButton.connect("clicked(bool)", self.onExportSegmentation)
+        self.ui.batchButton.connect("clicked(bool)", self.onBatch)
+        for widget, signal in ((self.ui.inputVolumeSelector, "currentNodeChanged(vtkMRMLNode*)"),
+                               (self.ui.modelComboBox, "currentTextChanged(QString)"),
+                               (self.ui.referenceComboBox, "currentTextChanged(QString)"),
+                               (self.ui.deviceComboBox, "currentTextChanged(QString)"),
+                               (self.ui.thresholdSpinBox, "valueChanged(double)")):
+            widget.connect(signal, self.updateParameterNodeFromGUI)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(500)
+        self.timer.connect("timeout()", self.onPoll)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.updateGUIFromParameterNode())
+        self.updateGUIFromParameterNode()
 
-        import ctk
+    def cleanup(self):
+        self.onCancel()
+        self.removeObservers()
 
-        collapsibleButton = ctk.ctkCollapsibleButton()
-        collapsibleButton.text = "VentSegment"
-        self.layout.addWidget(collapsibleButton)
-        formLayout = qt.QFormLayout(collapsibleButton)
+    def updateGUIFromParameterNode(self, *args):
+        p = self.logic.getParameterNode()
+        self.ui.inputVolumeSelector.setCurrentNode(p.GetNodeReference("InputVolume"))
+        self.ui.modelComboBox.currentText = p.GetParameter("Model")
+        self.ui.referenceComboBox.currentText = p.GetParameter("Reference")
+        self.ui.deviceComboBox.currentText = p.GetParameter("Device")
+        self.ui.thresholdSpinBox.value = float(p.GetParameter("ThresholdPercent"))
+        running = self.job is not None
+        self.ui.segmentButton.enabled = not running and p.GetNodeReference("InputVolume") is not None
+        self.ui.cancelButton.enabled = running
+        self.ui.resultsTableView.setMRMLTableNode(p.GetNodeReference("OutputTable"))
 
-        label = qt.QLabel(
-            "The VentSegment interface arrives in a later release.\n"
-            "Meanwhile, use the ventkit package (python -m ventkit)."
-        )
-        label.wordWrap = True
-        formLayout.addRow(label)
+    def updateParameterNodeFromGUI(self, *args):
+        p = self.logic.getParameterNode()
+        node = self.ui.inputVolumeSelector.currentNode()
+        p.SetNodeReferenceID("InputVolume", node.GetID() if node else None)
+        p.SetParameter("Model", self.ui.modelComboBox.currentText)
+        p.SetParameter("Reference", self.ui.referenceComboBox.currentText)
+        p.SetParameter("Device", self.ui.deviceComboBox.currentText)
+        p.SetParameter("ThresholdPercent", str(self.ui.thresholdSpinBox.value))
+        self.ui.segmentButton.enabled = self.job is None and node is not None
 
-        self.layout.addStretch(1)
+    def ensureDependencies(self):
+        missing = self.logic.missingPackages()
+        if not missing:
+            return True
+        if not slicer.util.confirmOkCancelDisplay(
+                "VentSegment needs these Python packages: " + ", ".join(missing) + ".\nInstall them now?"):
+            return False
+        try:
+            with slicer.util.WaitCursor():
+                self.logic.installPackages(missing)
+        except Exception as exc:
+            slicer.util.errorDisplay("Installing the packages failed. Without internet access, install them "
+                                     f"from local wheels with slicer.util.pip_install.\n\n{exc}")
+            return False
+        return True
+
+    def onSegment(self):
+        if not self.ensureDependencies():
+            return
+        p = self.logic.getParameterNode()
+        try:
+            self.job = self.logic.startSegmentation(p.GetNodeReference("InputVolume"), p.GetParameter("Model"),
+                                                    p.GetParameter("Reference"), p.GetParameter("Device"))
+        except Exception as exc:
+            slicer.util.errorDisplay(f"Could not start the segmentation: {exc}")
+            return
+        self.ui.progressBar.setRange(0, 0)
+        self.ui.statusLabel.text = "Segmenting..."
+        self.ui.warningLabel.text = ""
+        self.timer.start()
+        self.updateGUIFromParameterNode()
+
+    def onPoll(self):
+        if self.job is None or self.job.running():
+            return
+        self.timer.stop()
+        job, self.job = self.job, None
+        self.ui.progressBar.setRange(0, 1)
+        self.ui.progressBar.value = 1
+        try:
+            seg, table, warnings = self.logic.loadResults(job, float(self.logic.getParameterNode().GetParameter(
+                "ThresholdPercent")))
+        except Exception as exc:
+            self.ui.statusLabel.text = "Failed"
+            slicer.util.errorDisplay(str(exc))
+        else:
+            p = self.logic.getParameterNode()
+            p.SetNodeReferenceID("OutputSegmentation", seg.GetID())
+            p.SetNodeReferenceID("OutputTable", table.GetID())
+            seg.CreateClosedSurfaceRepresentation()
+            self.ui.statusLabel.text = "Done: " + table.GetName()
+            self.ui.warningLabel.text = "\n".join(warnings)
+        finally:
+            job.cleanup()
+        self.updateGUIFromParameterNode()
+
+    def onCancel(self):
+        if self.job is not None:
+            self.timer.stop()
+            self.job.cancel()
+            self.job.cleanup()
+            self.job = None
+            self.ui.statusLabel.text = "Cancelled: nothing was added to the scene"
+            self.ui.progressBar.setRange(0, 1)
+            self.ui.progressBar.value = 0
+        self.updateGUIFromParameterNode()
+
+    def onExportTable(self):
+        table = self.logic.getParameterNode().GetNodeReference("OutputTable")
+        path = qt.QFileDialog.getSaveFileName(None, "Export volumes", "ventricle_volumes.csv", "CSV (*.csv)")
+        if table and path:
+            self.logic.exportTable(table, path)
+
+    def onExportSegmentation(self):
+        p = self.logic.getParameterNode()
+        seg, ref = p.GetNodeReference("OutputSegmentation"), p.GetNodeReference("InputVolume")
+        path = qt.QFileDialog.getSaveFileName(None, "Export segmentation", "ventricles.nii.gz",
+                                              "NIfTI (*.nii.gz);;Slicer segmentation (*.seg.nrrd)")
+        if seg and path:
+            self.logic.exportSegmentation(seg, ref, path)
+
+    def onBatch(self):
+        if not self.ensureDependencies():
+            return
+        folder, csvPath = self.ui.batchInputDirectory.directory, self.ui.batchOutputPath.currentPath
+        p = self.logic.getParameterNode()
+        self.ui.statusLabel.text = f"Segmenting every scan in {folder}..."
+        slicer.app.processEvents()
+        try:
+            n = self.logic.batchSegment(folder, csvPath, p.GetParameter("Model"), p.GetParameter("Device"),
+                                        progress=lambda i, total: self._batchProgress(i, total))
+        except Exception as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        self.ui.statusLabel.text = f"Wrote the volumes of {n} scans to {csvPath}"
+
+    def _batchProgress(self, i, total):
+        self.ui.progressBar.setRange(0, total)
+        self.ui.progressBar.value = i
+        slicer.app.processEvents()
 
 
 #
@@ -71,23 +229,306 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget):
 #
 
 
+def volumeFromNode(volumeNode):
+    """A scalar volume node as a ventkit Volume (IJK array, RAS affine)."""
+    import numpy as np
+    from ventkit.io import Volume
+
+    m = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(m)
+    affine = np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
+    array = slicer.util.arrayFromVolume(volumeNode).transpose(2, 1, 0)  # Slicer arrays are K, J, I
+    return Volume(np.ascontiguousarray(array), affine, volumeNode.GetName())
+
+
+def nodeGeometryFromAffine(node, affine):
+    m = vtk.vtkMatrix4x4()
+    for i in range(4):
+        for j in range(4):
+            m.SetElement(i, j, float(affine[i][j]))
+    node.SetIJKToRASMatrix(m)
+
+
+class SegmentationJob:
+    """`python -m ventkit segment` runs (model, then reference) one after another in child processes."""
+
+    def __init__(self, volumeNode, commands, workDir):
+        self.volumeNode = volumeNode
+        self.commands = commands
+        self.workDir = workDir
+        self.returncodes = []
+        self.process = None
+        self._startNext()
+
+    def _log(self, i):
+        return os.path.join(self.workDir, f"log{i}.txt")
+
+    def _startNext(self):
+        i = len(self.returncodes)
+        with open(self._log(i), "w") as log:
+            self.process = subprocess.Popen(self.commands[i], stdout=log, stderr=subprocess.STDOUT)
+
+    def running(self):
+        """Poll; starts the next command when one has succeeded."""
+        if self.process is None:
+            return False
+        code = self.process.poll()
+        if code is None:
+            return True
+        self.returncodes.append(code)
+        self.process = None
+        if code == 0 and len(self.returncodes) < len(self.commands):
+            self._startNext()
+            return True
+        return False
+
+    def wait(self):
+        while self.running():
+            time.sleep(0.2)
+
+    def succeeded(self):
+        return self.returncodes == [0] * len(self.commands)
+
+    def cancel(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def output(self):
+        with open(self._log(len(self.returncodes) - 1)) as fh:
+            return fh.read()
+
+    def cleanup(self):
+        self.cancel()
+        shutil.rmtree(self.workDir, ignore_errors=True)
+
+
 class VentSegmentLogic(ScriptedLoadableModuleLogic):
-    """Thin wrapper around `ventkit`, which is imported lazily so that the module loads
-    even where ventkit's dependencies (nibabel, scipy, ...) are not installed yet.
-    """
+    """Builds MRML nodes from ventkit's results; runs ventkit out of process."""
 
-    def ventricleVolumes(self, labelmapPath):
-        """Volumetry of a SynthSeg/FreeSurfer label map file (NIfTI or NRRD).
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.pythonExecutable = shutil.which("PythonSlicer") or sys.executable
+        self.modelDir = None  # an nnU-Net model folder instead of the shipped models (tests)
 
-        Returns ventkit's volume report as a dict of plain JSON-able values: volumes in ml per
-        structure and per ventricle, total ventricular volume, asymmetries and Evans' index.
-        Raises ventkit.errors.InputError if the file is not a usable label map.
-        """
-        import ventkit.io
-        import ventkit.volumetry
+    def getParameterNode(self):
+        node = ScriptedLoadableModuleLogic.getParameterNode(self)
+        for key, value in PARAMETER_DEFAULTS.items():
+            if not node.GetParameter(key):
+                node.SetParameter(key, value)
+        return node
 
-        labels = ventkit.io.read_volume(labelmapPath, labels=True)
-        return ventkit.volumetry.volume_report(labels)
+    # dependencies
+    def missingPackages(self):
+        import importlib.util
+
+        return [pip for mod, pip in REQUIRED_PACKAGES.items() if importlib.util.find_spec(mod) is None]
+
+    def installPackages(self, packages):
+        """pip install into Slicer's Python; nnU-Net without its dependencies (they would replace torch)."""
+        plain = [p for p in packages if p != "nnunetv2"]
+        if plain:
+            slicer.util.pip_install(plain)
+        if "nnunetv2" in packages:
+            slicer.util.pip_install(["--no-deps", "nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"])
+
+    # running ventkit
+    def segmentCommand(self, inputPath, outDir, model, device):
+        cmd = [self.pythonExecutable, "-m", "ventkit", "segment", inputPath, "--out", outDir, "--device", device]
+        return cmd + (["--model-dir", self.modelDir] if self.modelDir and model != "synthseg" else ["--model", model])
+
+    def startSegmentation(self, volumeNode, model="augmented", reference="synthseg", device="auto"):
+        """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any)."""
+        from ventkit.io import write_volume
+
+        if volumeNode is None:
+            raise ValueError("select an input volume")
+        workDir = tempfile.mkdtemp(prefix="VentSegment_")
+        inputPath = os.path.join(workDir, "scan.nii.gz")
+        write_volume(volumeFromNode(volumeNode), inputPath)
+        commands = [self.segmentCommand(inputPath, os.path.join(workDir, "model"), model, device)]
+        if reference != "none":
+            commands.append(self.segmentCommand(inputPath, os.path.join(workDir, "reference"), reference, device))
+        return SegmentationJob(volumeNode, commands, workDir)
+
+    def loadResults(self, job, thresholdPercent=10.0):
+        """Segmentation node + table node from a finished job; raises with ventkit's message on failure."""
+        from ventkit.io import read_volume
+
+        if not job.succeeded():
+            raise RuntimeError(f"ventkit segment failed:\n{job.output()[-2000:]}")
+        reports = []
+        for sub in ("model", "reference")[: len(job.commands)]:
+            with open(os.path.join(job.workDir, sub, "scan_volumes.json")) as fh:
+                reports.append(json.load(fh))
+        labels = read_volume(os.path.join(job.workDir, "model", "scan_ventricles.nii.gz"), labels=True)
+        name = job.volumeNode.GetName()
+        seg = self.labelsToSegmentation(labels, job.volumeNode, f"{name} ventricles")
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ventricle volumes")
+        warnings = self.fillVolumesTable(table, reports[0], reports[1] if len(reports) > 1 else None,
+                                         thresholdPercent)
+        return seg, table, warnings
+
+    def segmentAndLoad(self, volumeNode, model="augmented", reference="synthseg", device="auto",
+                       thresholdPercent=10.0):
+        """Synchronous version of start/load (scripts, tests)."""
+        job = self.startSegmentation(volumeNode, model, reference, device)
+        try:
+            job.wait()
+            return self.loadResults(job, thresholdPercent)
+        finally:
+            job.cleanup()
+
+    # MRML
+    def labelsToSegmentation(self, labels, referenceVolumeNode, name):
+        """A segmentation node with one named, coloured segment per ventricle label present."""
+        from ventkit.labels import LABEL_BY_ID, VENTRICLE_IDS
+
+        scene = slicer.mrmlScene
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        try:
+            nodeGeometryFromAffine(labelmap, labels.affine)
+            slicer.util.updateVolumeFromArray(labelmap, labels.array.transpose(2, 1, 0).astype("int16"))
+            seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            seg.CreateDefaultDisplayNodes()
+            if referenceVolumeNode is not None:
+                seg.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+            present = [v for v in VENTRICLE_IDS if (labels.array == v).any()]
+            if present and not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, seg):
+                raise RuntimeError("importing the ventricle label map failed")
+        finally:
+            scene.RemoveNode(labelmap)
+        segmentation = seg.GetSegmentation()
+        for i, value in enumerate(sorted(present)):  # the import makes one segment per value, in order
+            segment = segmentation.GetNthSegment(i)
+            label = LABEL_BY_ID[value]
+            segment.SetName(label.name.capitalize())
+            segment.SetColor(*[c / 255 for c in label.rgb])
+            segment.SetLabelValue(value)
+            if value in TERMINOLOGY_TYPES:
+                segment.SetTag("TerminologyEntry", self.terminologyEntry(*TERMINOLOGY_TYPES[value], label.rgb))
+        return seg
+
+    @staticmethod
+    def terminologyEntry(code, meaning, modifierCode, modifierMeaning, rgb):
+        modifier = f"SCT^{modifierCode}^{modifierMeaning}" if modifierCode else "^^"
+        return ("Segmentation category and type - 3D Slicer General Anatomy list"
+                f"~SCT^123037004^Anatomical Structure~SCT^{code}^{meaning}~{modifier}"
+                "~Anatomic codes - DICOM master list~^^~^^")
+
+    def fillVolumesTable(self, table, report, reference=None, thresholdPercent=10.0):
+        """Structure | VentSegment (mL) | reference (mL) | difference; returns disagreement warnings."""
+        from ventkit.segmentation.segment import REPORT_ROWS
+
+        refName = reference["model"] if reference else "reference"
+        columns = ["Structure", "VentSegment (mL)", f"{refName} (mL)", "Difference (mL)", "Difference (%)"]
+        arrays = []
+        for title in columns:
+            a = vtk.vtkStringArray()
+            a.SetName(title)
+            arrays.append(a)
+        warnings = []
+
+        def row(name, ours, theirs, unit_ml=True):
+            diff = "" if theirs is None else f"{ours - theirs:+.2f}"
+            pct = "" if theirs in (None, 0) else f"{100 * (ours - theirs) / theirs:+.1f}"
+            values = [name, f"{ours:.2f}" if unit_ml else f"{ours:.3f}", "" if theirs is None else f"{theirs:.2f}",
+                      diff, pct]
+            for a, v in zip(arrays, values):
+                a.InsertNextValue(v)
+
+        for key in REPORT_ROWS:
+            ours = report["ventricles_ml"][key]
+            theirs = reference["ventricles_ml"][key] if reference else None
+            row(key.replace("_", " ").capitalize(), ours, theirs)
+            if theirs is not None and key in ("total", "left_lateral", "right_lateral") and \
+                    abs(ours - theirs) > max(1.0, thresholdPercent / 100 * theirs):
+                warnings.append(f"{key.replace('_', ' ').capitalize()}: VentSegment {ours:.1f} mL vs "
+                                f"{refName} {theirs:.1f} mL (more than {thresholdPercent:g} % apart)")
+        for key, title in (("lateral_asymmetry_percent", "Lateral asymmetry L-R (%)"),
+                           ("left_right_asymmetry_percent", "Left-right asymmetry (%)")):
+            row(title, report[key], reference[key] if reference else None)
+        evans = (report.get("evans") or {}).get("evans_index")
+        refEvans = ((reference or {}).get("evans") or {}).get("evans_index")
+        if evans is not None:
+            row("Evans index", evans, refEvans, unit_ml=False)
+        table.RemoveAllColumns()
+        for a in arrays:
+            table.AddColumn(a)
+        return warnings
+
+    # export and batch
+    def exportTable(self, table, path):
+        import csv
+
+        from ventkit.io import atomic_path
+
+        t = table.GetTable()
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow([t.GetColumn(c).GetName() for c in range(t.GetNumberOfColumns())])
+            for r in range(t.GetNumberOfRows()):
+                w.writerow([t.GetValue(r, c).ToString() for c in range(t.GetNumberOfColumns())])
+        return path
+
+    def exportSegmentation(self, seg, referenceVolumeNode, path):
+        """NIfTI label map on the reference volume's grid (FreeSurfer label values), or `.seg.nrrd`."""
+        import numpy as np
+        from ventkit.io import Volume, write_volume
+
+        if path.endswith(".seg.nrrd"):
+            storage = slicer.vtkMRMLSegmentationStorageNode()
+            storage.SetFileName(path)
+            if not storage.WriteData(seg):
+                raise RuntimeError(f"could not write {path}")
+            return path
+        ref = volumeFromNode(referenceVolumeNode)
+        out = np.zeros(ref.array.shape, np.int16)
+        segmentation = seg.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(i)
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, segmentId, referenceVolumeNode)
+            out[mask.transpose(2, 1, 0) > 0] = segmentation.GetSegment(segmentId).GetLabelValue()
+        write_volume(Volume(out, ref.affine, path), path)
+        return path
+
+    def batchSegment(self, folder, csvPath, model="augmented", device="auto", progress=None):
+        """Every NIfTI/NRRD/MGZ scan in `folder` -> one CSV row of volumes each; returns the count."""
+        import csv
+        import io
+
+        from ventkit.io import atomic_path
+        from ventkit.segmentation.segment import REPORT_ROWS, load_segmenter, segment_file
+
+        suffixes = (".nii", ".nii.gz", ".nrrd", ".mgz")
+        scans = sorted(f for f in os.listdir(folder) if f.lower().endswith(suffixes))
+        if not scans:
+            raise ValueError(f"no NIfTI, NRRD or MGZ scans in {folder}")
+        if self.modelDir:
+            from ventkit.segmentation.predictor import VentricleSegmenter
+
+            segmenter = VentricleSegmenter(self.modelDir, device)
+            segmenter.description = self.modelDir
+        else:
+            segmenter = load_segmenter(model, device)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], "lateral_asymmetry_percent", "evans_index"])
+        outDir = os.path.join(os.path.dirname(os.path.abspath(csvPath)), "VentSegment_labels")
+        for i, name in enumerate(scans):
+            if progress:
+                progress(i, len(scans))
+            r = segment_file(os.path.join(folder, name), outDir, segmenter).report
+            evans = (r.get("evans") or {}).get("evans_index")
+            w.writerow([name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS],
+                        f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}"])
+        with atomic_path(csvPath) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                fh.write(buf.getvalue())
+        if progress:
+            progress(len(scans), len(scans))
+        return len(scans)
 
 
 #
@@ -96,42 +537,41 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
 
 
 class VentSegmentTest(ScriptedLoadableModuleTest):
-    """Uses ScriptedLoadableModuleTest base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
-    """
-
     def setUp(self):
-        slicer.mrmlScene.Clear()
+        slicer.mrmlScene.Clear(0)
 
     def runTest(self):
         self.setUp()
-        self.test_VentSegmentLogicImportsVentkit()
+        self.test_LabelsBecomeNamedSegments()
+        self.setUp()
+        self.test_TableVolumesAndWarnings()
 
-    def test_VentSegmentLogicImportsVentkit(self):
-        self.delayDisplay("Checking that the logic imports ventkit")
-        import ventkit
+    def _labels(self):
+        import numpy as np
+        from ventkit.io import Volume
 
-        self.assertTrue(ventkit.__version__)
-        logic = VentSegmentLogic()
-        self.assertTrue(callable(logic.ventricleVolumes))
+        a = np.zeros((30, 30, 30), np.int16)
+        a[5:15, 5:15, 5:15] = 4  # 1000 voxels
+        a[16:26, 5:15, 5:15] = 43
+        a[14:16, 20:24, 10:14] = 14
+        return Volume(a, np.diag([1.0, 1.2, 1.5, 1.0]), "test")
 
-        # A small synthetic label map (1 mm voxels): 8 ml of left lateral ventricle (label 4).
-        try:
-            import numpy as np
-            import ventkit.io
-        except ImportError as exc:  # ventkit's dependencies not installed in Slicer's Python yet
-            self.delayDisplay(f"Skipping volumetry check: {exc}")
-            return
-        import os
-        import tempfile
+    def test_LabelsBecomeNamedSegments(self):
+        labels = self._labels()
+        seg = VentSegmentLogic().labelsToSegmentation(labels, None, "test ventricles")
+        s = seg.GetSegmentation()
+        names = sorted(s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments()))
+        self.assertEqual(names, ["3rd ventricle", "Left lateral ventricle", "Right lateral ventricle"])
 
-        array = np.zeros((40, 40, 40), dtype=np.int16)
-        array[10:30, 10:30, 10:30] = 2  # left cerebral white matter
-        array[15:35, 15:25, 15:25] = 4  # left lateral ventricle: 20 x 10 x 10 voxels = 2 ml
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "labels.nii.gz")
-            ventkit.io.write_volume(ventkit.io.Volume(array, np.eye(4)), path)
-            report = logic.ventricleVolumes(path)
-        self.assertAlmostEqual(report["ventricles_ml"]["left_lateral"], 2.0, places=3)
-        self.assertAlmostEqual(report["ventricles_ml"]["right_lateral"], 0.0, places=3)
-        self.delayDisplay(f"ventkit {ventkit.__version__}: test passed")
+    def test_TableVolumesAndWarnings(self):
+        from ventkit.volumetry import volume_report
+
+        report = volume_report(self._labels())
+        reference = json.loads(json.dumps(report))
+        reference["model"] = "SynthSeg"
+        reference["ventricles_ml"]["total"] *= 1.5
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
+        warnings = VentSegmentLogic().fillVolumesTable(table, report, reference, 10.0)
+        self.assertEqual(table.GetTable().GetValue(0, 1).ToString(), f"{1000 * 1.8 / 1000:.2f}")
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("Total", warnings[0])

@@ -1,0 +1,147 @@
+"""VentSegment's Logic against Slicer's real MRML (slicer-core), with the tiny nnU-Net of conftest.
+
+The Logic runs `python -m ventkit segment` in child processes exactly as the GUI does; the tests check
+that results land as named segments and a volumes table on the input's own geometry (RAS and LPS).
+"""
+import os
+import stat
+import sys
+import unittest
+
+import numpy as np
+import pytest
+import slicer
+from slicer_harness import load_module
+
+from ventkit.io import read_volume
+from ventkit.labels import VENTRICLE_IDS
+
+VentSegment = load_module("VentSegment")
+
+
+@pytest.fixture
+def scene():
+    slicer.mrmlScene.Clear(0)
+    return slicer.mrmlScene
+
+
+@pytest.fixture(scope="module")
+def scan(tiny_model):
+    image = sorted((tiny_model.parent / "Dataset001_Tiny" / "imagesTr").glob("*.nii.gz"))[0]
+    return read_volume(image)
+
+
+@pytest.fixture
+def logic(tiny_model):
+    lg = VentSegment.VentSegmentLogic()
+    lg.modelDir = str(tiny_model)
+    return lg
+
+
+def add_volume_node(volume, name, lps=False):
+    """A scalar volume node; with `lps` the voxels are stored in reversed I and J order (same anatomy)."""
+    array, affine = volume.array, volume.affine.copy()
+    if lps:
+        flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+        flip[0, 3], flip[1, 3] = array.shape[0] - 1, array.shape[1] - 1
+        array, affine = array[::-1, ::-1], affine @ flip
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    VentSegment.nodeGeometryFromAffine(node, affine)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array.transpose(2, 1, 0)))
+    return node
+
+
+def table_column(table, title):
+    t = table.GetTable()
+    col = [t.GetColumn(c).GetName() for c in range(t.GetNumberOfColumns())].index(title)
+    return {t.GetValue(r, 0).ToString(): t.GetValue(r, col).ToString() for r in range(t.GetNumberOfRows())}
+
+
+@pytest.mark.parametrize("lps", [False, True], ids=["ras", "lps"])
+def test_segment_gives_named_segments_and_table_on_input_geometry(scene, scan, logic, lps, tmp_path):
+    node = add_volume_node(scan, "case", lps=lps)
+    seg, table, warnings = logic.segmentAndLoad(node, reference="none", device="cpu")
+    assert warnings == []
+    names = {seg.GetSegmentation().GetNthSegment(i).GetName()
+             for i in range(seg.GetSegmentation().GetNumberOfSegments())}
+    assert names and names <= {"Left lateral ventricle", "Right lateral ventricle", "Left inferior lateral ventricle",
+                               "Right inferior lateral ventricle", "3rd ventricle", "4th ventricle"}
+    out = logic.exportSegmentation(seg, node, str(tmp_path / "seg.nii.gz"))
+    labels = read_volume(out, labels=True)
+    ref = VentSegment.volumeFromNode(node)
+    assert labels.array.shape == ref.array.shape and np.allclose(labels.affine, ref.affine, atol=1e-5)
+    total = float(table_column(table, "VentSegment (mL)")["Total"])
+    assert total == pytest.approx(np.isin(labels.array, VENTRICLE_IDS).sum() * ref.voxel_ml, abs=0.01)
+    left = float(table_column(table, "VentSegment (mL)")["Left lateral"])
+    assert left == pytest.approx((labels.array == 4).sum() * ref.voxel_ml, abs=0.01)
+
+
+def test_ras_and_lps_nodes_give_the_same_anatomy(scene, scan, logic, tmp_path):
+    results = []
+    for lps in (False, True):
+        node = add_volume_node(scan, f"case{lps}", lps=lps)
+        seg, _, _ = logic.segmentAndLoad(node, reference="none", device="cpu")
+        results.append(read_volume(logic.exportSegmentation(seg, node, str(tmp_path / f"{lps}.nii.gz")), labels=True))
+    assert np.array_equal(results[0].array, results[1].array[::-1, ::-1])
+
+
+def test_reference_column_and_disagreement_warning(scene, scan, logic, tmp_path, monkeypatch):
+    fake = tmp_path / "mri_synthseg"
+    fake.write_text(f"""#!{sys.executable}
+import sys, numpy as np, nibabel as nib
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+img = nib.load(args["--i"])
+lab = np.zeros((40, 40, 40), np.int16)
+lab[5:15, 5:15, 5:15] = 4
+nib.save(nib.Nifti1Image(lab, img.affine), args["--o"])
+""")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+    node = add_volume_node(scan, "case")
+    seg, table, warnings = logic.segmentAndLoad(node, reference="synthseg", device="cpu", thresholdPercent=10)
+    ref_col = [c for c in (table.GetTable().GetColumn(i).GetName() for i in range(5)) if "SynthSeg" in c]
+    assert ref_col == ["SynthSeg (installed: " + str(fake) + ") (mL)"]
+    ours = float(table_column(table, "VentSegment (mL)")["Total"])
+    theirs = float(table_column(table, ref_col[0])["Total"])
+    assert theirs == pytest.approx(1000 * node.GetSpacing()[0] * node.GetSpacing()[1] * node.GetSpacing()[2] / 1000,
+                                   rel=0.01)
+    assert (abs(ours - theirs) > max(1.0, 0.1 * theirs)) == any("Total" in w for w in warnings)
+    csv_path = logic.exportTable(table, str(tmp_path / "volumes.csv"))
+    assert open(csv_path).read().splitlines()[0].startswith("Structure,VentSegment (mL)")
+
+
+def test_cancel_leaves_no_files_and_no_nodes(scene, scan, logic):
+    node = add_volume_node(scan, "case")
+    before = scene.GetNumberOfNodes()
+    job = logic.startSegmentation(node, reference="none", device="cpu")
+    work = job.workDir
+    job.cancel()
+    job.cleanup()
+    assert not os.path.exists(work)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_failure_reports_ventkit_message(scene, scan, logic, tmp_path):
+    logic.modelDir = str(tmp_path / "no_model")
+    node = add_volume_node(scan, "case")
+    job = logic.startSegmentation(node, reference="none", device="cpu")
+    job.wait()
+    with pytest.raises(RuntimeError, match="model card not found"):
+        logic.loadResults(job)
+    job.cleanup()
+
+
+def test_batch_csv(scan, logic, tmp_path):
+    from ventkit.io import write_volume
+
+    folder = tmp_path / "scans"
+    for i in range(2):
+        write_volume(scan, folder / f"s{i}.nii.gz")
+    n = logic.batchSegment(str(folder), str(tmp_path / "v.csv"), device="cpu")
+    rows = (tmp_path / "v.csv").read_text().splitlines()
+    assert n == 2 and len(rows) == 3 and rows[1].startswith("s0.nii.gz,")
+
+
+def test_module_self_test_runs_under_slicer_core(scene):
+    result = unittest.TextTestRunner(verbosity=0).run(VentSegment.VentSegmentTest("runTest"))
+    assert result.wasSuccessful(), result.failures + result.errors
