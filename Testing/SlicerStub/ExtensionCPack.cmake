@@ -1,0 +1,1 @@
+message(STATUS "CPack of ${PROJECT_NAME} (stub)")
