@@ -101,7 +101,8 @@ def test_volumes_are_voxel_counts(scan, segmenter, tmp_path):
     (np.random.rand(20, 20, 20, 3).astype(np.float32), "3-D"),
     (np.zeros((20, 20, 20), np.float32), "empty"),
     (np.full((20, 20, 20), np.nan, np.float32), "NaN"),
-], ids=["2d", "4d", "empty", "nan"])
+    (np.random.rand(20, 20, 20).astype(np.float32), "field of view"),
+], ids=["2d", "4d", "empty", "nan", "not-a-head"])
 def test_bad_input_clear_error_no_output(array, problem, segmenter, tmp_path):
     src = tmp_path / "bad.nii.gz"
     nib.save(nib.Nifti1Image(array, np.eye(4)), str(src))

@@ -368,7 +368,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ventricle volumes")
         warnings = self.fillVolumesTable(table, reports[0], reports[1] if len(reports) > 1 else None,
                                          thresholdPercent)
-        return seg, table, warnings
+        return seg, table, reports[0].get("warnings", []) + warnings
 
     def segmentAndLoad(self, volumeNode, model="augmented", reference="synthseg", device="auto",
                        thresholdPercent=10.0):

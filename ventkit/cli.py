@@ -63,6 +63,8 @@ def cmd_segment(args) -> None:
         result = segment_file(image, args.out, segmenter)
         print(f"{image} ({segmenter.description})")
         _print_report(result.report)
+        for warning in result.report["warnings"]:
+            print(f"warning: {warning}")
         print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 

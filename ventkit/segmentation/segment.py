@@ -18,6 +18,7 @@ from ..volumetry import volume_report
 NNUNET_MODELS = ("augmented", "real", "synthetic")
 MODELS = (*NNUNET_MODELS, "synthseg")
 SYNTHSEG_RECIPE = "synthseg_recipe"
+BRAIN_FOV_MM = (80.0, 600.0)  # each side of a scan that can hold a whole brain
 REPORT_ROWS = ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral", "third",
                "fourth", "total")
 
@@ -74,13 +75,25 @@ def report_csv(report: dict) -> str:
     return buf.getvalue()
 
 
+def check_brain_field_of_view(volume: Volume) -> None:
+    """Refuse scans whose field of view cannot hold a whole brain (a slab, a single slice, a body scan)."""
+    fov = volume.spacing * np.array(volume.array.shape)
+    lo, hi = BRAIN_FOV_MM
+    if (fov < lo).any() or (fov > hi).any():
+        raise InputError(volume.source, f"field of view {np.round(fov).astype(int).tolist()} mm cannot be a "
+                                        f"whole-brain scan (each side must be {lo:g}-{hi:g} mm)")
+
+
 def segment_volume(volume: Volume, segmenter: Segmenter) -> tuple[Volume, dict]:
+    check_brain_field_of_view(volume)
     labels = segmenter.segment(volume)
     if labels.array.shape != volume.array.shape or not np.allclose(labels.affine, volume.affine):
         raise VentkitError(f"{segmenter.description} returned a map off the scan's grid")
     report = volume_report(labels)
     report.pop("structures_ml")
     report["model"] = segmenter.description
+    report["warnings"] = [] if report["ventricles_total_ml"] > 0 else [
+        "no ventricles found: is this a brain MRI, and is it a contrast the model knows (T1-weighted)?"]
     return labels, report
 
 
