@@ -81,3 +81,14 @@ def test_holdout_split_goes_to_test_folders(tmp_path):
     info = json.loads(next((root / "meta").glob("*.json")).read_text())
     assert info["subject"] in HOLDOUT_SUBJECTS and 98 <= info["measured_ml"] <= 306
     assert (root / "imagesTs").is_dir() and (root / "labelsTs").is_dir()
+
+
+def test_worker_processes_write_the_same_cases(tmp_path):
+    serial = build_corpus(tmp_path / "Dataset993_Serial", n=3, volumes="natural", seed=4, grid="mask", quiet=True)
+    parallel = build_corpus(tmp_path / "Dataset994_Parallel", n=3, volumes="natural", seed=4, grid="mask",
+                            quiet=True, workers=2)
+    assert serial["numTraining"] == parallel["numTraining"] == 3
+    for case in ("train_0000", "train_0001", "train_0002"):
+        a = read_volume(tmp_path / "Dataset993_Serial" / "imagesTr" / f"{case}_0000.nii.gz")
+        b = read_volume(tmp_path / "Dataset994_Parallel" / "imagesTr" / f"{case}_0000.nii.gz")
+        np.testing.assert_array_equal(a.array, b.array)

@@ -123,7 +123,7 @@ def cmd_corpus_build(args) -> None:
 
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
-                           args.labels, args.priors)
+                           args.labels, args.priors, workers=args.workers)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
     b.add_argument("--contrast", choices=("t1", "random"), default="t1")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random)")
+    b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
     b.set_defaults(func=cmd_corpus_build)
 
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")

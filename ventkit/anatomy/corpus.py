@@ -91,14 +91,55 @@ def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.rando
     return Case(generation.with_array(image), seg, generation, {**info, **params})
 
 
+@dataclass(frozen=True)
+class CorpusJob:
+    """What every case of one corpus build shares (picklable, for worker processes)."""
+
+    out_dir: str
+    description: str
+    split: str
+    seed: int
+    volumes: str
+    grid: str
+    contrast: str
+    names: tuple[str, ...]
+    paths: tuple[str, ...]
+    classes: dict | None
+
+    def build(self, indices: list[int]) -> list[int]:
+        """Write the cases `indices` (one subject's, ideally) that are not written yet."""
+        writer = NnUNetDatasetWriter(self.out_dir, self.description)
+        sample_volume = parse_volumes(self.volumes)
+        test = self.split == "holdout"
+        flows: SubjectFlows | None = None
+        for i in indices:
+            case_id = f"{self.split}_{i:04d}"
+            if writer.has_case(case_id, test):
+                continue
+            k = i % len(self.names)
+            rng = np.random.default_rng([self.seed, i])
+            target = sample_volume(rng)
+            source = load_subject(self.paths[k])
+            if flows is None or flows.labels is not source:
+                flows = SubjectFlows(source)
+            t0 = time.time()
+            case = make_case(source, GRIDS[self.grid], target, rng, RenderSpec(contrast=self.contrast),
+                             self.classes, flows)
+            info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
+                    "seconds": round(time.time() - t0, 2)}
+            writer.add_case(case_id, case.image, case.segmentation, info, test=test)
+        return indices
+
+
 def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", seed: int = 0,
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
-                 callback: Callback | None = None, cancelled=None, quiet: bool = False) -> dict:
+                 callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
-    finished cases and reproduces the rest exactly. Hold-out cases go to imagesTs/labelsTs.
+    finished cases and reproduces the rest exactly, whatever the number of `workers` (processes, each
+    taking one subject's cases at a time). Hold-out cases go to imagesTs/labelsTs.
     """
     if grid not in GRIDS:
         raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -106,31 +147,29 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--split", f"unknown split '{split}' (use train or holdout)")
     if n < 1:
         raise InputError("--n", "need at least one case")
-    sample_volume = parse_volumes(volumes)
+    parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]
     if not names:
         raise InputError(label_dir or "label maps", f"no {split} subjects")
-    classes = load_generation_classes(priors_dir) if contrast == "random" else None
-    writer = NnUNetDatasetWriter(out_dir, description=f"ventkit corpus: {split} subjects, volumes {volumes}, "
-                                                      f"grid {grid}, contrast {contrast}, seed {seed}")
-    test = split == "holdout"
-    # Group cases by subject so that each subject's ventricle flows are integrated once.
-    order = sorted(range(n), key=lambda i: (i % len(names), i))
-    flows: SubjectFlows | None = None
-    for i in track(order, n, f"corpus {split}", callback, cancelled, quiet):
-        case_id = f"{split}_{i:04d}"
-        if writer.has_case(case_id, test):
-            continue
-        subject = names[i % len(names)]
-        rng = np.random.default_rng([seed, i])
-        target = sample_volume(rng)
-        source = load_subject(str(subjects[subject]))
-        if flows is None or flows.labels is not source:
-            flows = SubjectFlows(source)
-        t0 = time.time()
-        case = make_case(source, GRIDS[grid], target, rng, RenderSpec(contrast=contrast), classes, flows)
-        info = {"subject": subject, "split": split, "seed": seed, "index": i, **case.info,
-                "seconds": round(time.time() - t0, 2)}
-        writer.add_case(case_id, case.image, case.segmentation, info, test=test)
+    job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
+                                  f"contrast {contrast}, seed {seed}", split, seed, volumes, grid, contrast,
+                    tuple(names), tuple(str(subjects[s]) for s in names),
+                    load_generation_classes(priors_dir) if contrast == "random" else None)
+    writer = NnUNetDatasetWriter(out_dir, job.description)
+    # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
+    chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]
+    try:
+        if workers <= 1:
+            for i in track([i for chunk in chunks for i in chunk], n, f"corpus {split}", callback, cancelled, quiet):
+                job.build([i])
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for _ in track(pool.imap_unordered(job.build, chunks), len(chunks), f"corpus {split} (subjects)",
+                               callback, cancelled, quiet):
+                    pass
+    finally:
+        writer.remove_partial()  # temporary files of cases cut off by a cancel or a killed worker
     return writer.finish(Path(out_dir).name)

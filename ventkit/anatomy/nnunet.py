@@ -57,6 +57,11 @@ class NnUNetDatasetWriter:
             write_volume(segmentation, paths["full"], dtype=np.int16)
         write_text(paths["meta"], json.dumps({"case_id": case_id, "test": test, **info}, indent=1))
 
+    def remove_partial(self) -> None:
+        """Delete temporary files that interrupted atomic writes left behind."""
+        for tmp in self.root.glob("*/.*.part*"):
+            tmp.unlink(missing_ok=True)
+
     def cases(self) -> list[dict]:
         out = []
         for meta in sorted((self.root / "meta").glob("*.json")):
