@@ -1,4 +1,6 @@
 """Shared fixtures: the real SynthSeg label maps (from ../shared or $VENTKIT_DATA) and tiny volumes."""
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,32 @@ def tiny_model(tmp_path_factory) -> Path:
     result = train_segmenter([data], root / "run", "Tiny", minutes=30, epochs=1, iterations=1, device="cpu")
     assert result["finished"]
     return export_segmenter(root / "run", root / "model", {"name": "tiny test model"})
+
+
+@pytest.fixture
+def fake_synthseg(tmp_path, monkeypatch):
+    """Install a stand-in `mri_synthseg` (via $VENTKIT_SYNTHSEG) that writes the given label boxes.
+
+    `boxes` maps a label to (i0, i1, j0, j1, k0, k1) in a 1 mm grid of `shape` whose origin is the input
+    scan's (`own_grid=False`), or in the input scan's own voxel grid (`own_grid=True`).
+    """
+    def install(shape, boxes: dict, own_grid: bool = False) -> Path:
+        fake = tmp_path / "mri_synthseg"
+        fills = "\n".join(f"lab[{a}:{b}, {c}:{d}, {e}:{f}] = {lab}" for lab, (a, b, c, d, e, f) in boxes.items())
+        affine = "img.affine" if own_grid else "np.eye(4); aff[:3, 3] = img.affine[:3, 3]"
+        fake.write_text(f"""#!{sys.executable}
+import sys, numpy as np, nibabel as nib
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+img = nib.load(args["--i"])
+lab = np.zeros({tuple(shape)}, np.int16)
+{fills}
+aff = {affine}
+nib.save(nib.Nifti1Image(lab, aff), args["--o"])
+""")
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+        return fake
+    return install
 
 
 @pytest.fixture

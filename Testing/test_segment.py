@@ -5,8 +5,6 @@ geometry, bookkeeping and errors, not accuracy.
 """
 import json
 import os
-import stat
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -138,22 +136,10 @@ def test_missing_synthseg_falls_back_with_message(tiny_model, tmp_path, monkeypa
     assert "SynthSeg-recipe baseline" in seg.description
 
 
-def test_installed_synthseg_is_used_and_resampled(scan, tmp_path, monkeypatch):
+def test_installed_synthseg_is_used_and_resampled(scan, fake_synthseg):
     """A stand-in `mri_synthseg` writing a 1 mm label map: its ventricles come back on the scan's grid."""
-    fake = tmp_path / "mri_synthseg"
-    fake.write_text(f"""#!{sys.executable}
-import sys, numpy as np, nibabel as nib
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-img = nib.load(args["--i"])
-lab = np.zeros((200, 220, 200), np.int16)
-lab[60:140, 60:160, 60:140] = 2
-lab[80:99, 90:130, 90:110] = 4
-lab[101:120, 90:130, 90:110] = 43
-aff = np.eye(4); aff[:3, 3] = img.affine[:3, 3]
-nib.save(nib.Nifti1Image(lab, aff), args["--o"])
-""")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+    fake_synthseg((200, 220, 200), {2: (60, 140, 60, 160, 60, 140), 4: (80, 99, 90, 130, 90, 110),
+                                    43: (101, 120, 90, 130, 90, 110)})
     seg = load_segmenter("synthseg", device="cpu")
     assert "installed" in seg.description
     out = seg.segment(scan)

@@ -4,8 +4,6 @@ The Logic runs `python -m ventkit segment` in child processes exactly as the GUI
 that results land as named segments and a volumes table on the input's own geometry (RAS and LPS).
 """
 import os
-import stat
-import sys
 import unittest
 
 import numpy as np
@@ -85,18 +83,8 @@ def test_ras_and_lps_nodes_give_the_same_anatomy(scene, scan, logic, tmp_path):
     assert np.array_equal(results[0].array, results[1].array[::-1, ::-1])
 
 
-def test_reference_column_and_disagreement_warning(scene, scan, logic, tmp_path, monkeypatch):
-    fake = tmp_path / "mri_synthseg"
-    fake.write_text(f"""#!{sys.executable}
-import sys, numpy as np, nibabel as nib
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-img = nib.load(args["--i"])
-lab = np.zeros((40, 40, 40), np.int16)
-lab[5:15, 5:15, 5:15] = 4
-nib.save(nib.Nifti1Image(lab, img.affine), args["--o"])
-""")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+def test_reference_column_and_disagreement_warning(scene, scan, logic, tmp_path, fake_synthseg):
+    fake = fake_synthseg((40, 40, 40), {4: (5, 15, 5, 15, 5, 15)}, own_grid=True)
     node = add_volume_node(scan, "case")
     seg, table, warnings = logic.segmentAndLoad(node, reference="synthseg", device="cpu", thresholdPercent=10)
     ref_col = [c for c in (table.GetTable().GetColumn(i).GetName() for i in range(5)) if "SynthSeg" in c]
