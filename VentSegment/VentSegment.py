@@ -67,6 +67,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self.job = None
         self.timer = None
+        self._updatingGUI = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -102,17 +103,23 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateGUIFromParameterNode(self, *args):
         p = self.logic.getParameterNode()
-        self.ui.inputVolumeSelector.setCurrentNode(p.GetNodeReference("InputVolume"))
-        self.ui.modelComboBox.currentText = p.GetParameter("Model")
-        self.ui.referenceComboBox.currentText = p.GetParameter("Reference")
-        self.ui.deviceComboBox.currentText = p.GetParameter("Device")
-        self.ui.thresholdSpinBox.value = float(p.GetParameter("ThresholdPercent"))
+        self._updatingGUI = True  # the widgets' change signals must not write half-updated values back
+        try:
+            self.ui.inputVolumeSelector.setCurrentNode(p.GetNodeReference("InputVolume"))
+            self.ui.modelComboBox.currentText = p.GetParameter("Model")
+            self.ui.referenceComboBox.currentText = p.GetParameter("Reference")
+            self.ui.deviceComboBox.currentText = p.GetParameter("Device")
+            self.ui.thresholdSpinBox.value = float(p.GetParameter("ThresholdPercent"))
+        finally:
+            self._updatingGUI = False
         running = self.job is not None
         self.ui.segmentButton.enabled = not running and p.GetNodeReference("InputVolume") is not None
         self.ui.cancelButton.enabled = running
         self.ui.resultsTableView.setMRMLTableNode(p.GetNodeReference("OutputTable"))
 
     def updateParameterNodeFromGUI(self, *args):
+        if self._updatingGUI:
+            return
         p = self.logic.getParameterNode()
         node = self.ui.inputVolumeSelector.currentNode()
         p.SetNodeReferenceID("InputVolume", node.GetID() if node else None)
