@@ -501,41 +501,13 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         return path
 
     def batchSegment(self, folder, csvPath, model="augmented", device="auto", progress=None):
-        """Every NIfTI/NRRD/MGZ scan in `folder` -> one CSV row of volumes each; returns the count."""
-        import csv
-        import io
+        """Every scan in `folder` -> label maps beside the CSV and one CSV row of volumes each; the count."""
+        from ventkit.segmentation.segment import load_segmenter, segment_folder
 
-        from ventkit.io import atomic_path
-        from ventkit.segmentation.segment import REPORT_ROWS, load_segmenter, segment_file
-
-        suffixes = (".nii", ".nii.gz", ".nrrd", ".mgz")
-        scans = sorted(f for f in os.listdir(folder) if f.lower().endswith(suffixes))
-        if not scans:
-            raise ValueError(f"no NIfTI, NRRD or MGZ scans in {folder}")
-        if self.modelDir:
-            from ventkit.segmentation.predictor import VentricleSegmenter
-
-            segmenter = VentricleSegmenter(self.modelDir, device)
-            segmenter.description = self.modelDir
-        else:
-            segmenter = load_segmenter(model, device)
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], "lateral_asymmetry_percent", "evans_index"])
+        segmenter = load_segmenter(model, device, folder=self.modelDir)
         outDir = os.path.join(os.path.dirname(os.path.abspath(csvPath)), "VentSegment_labels")
-        for i, name in enumerate(scans):
-            if progress:
-                progress(i, len(scans))
-            r = segment_file(os.path.join(folder, name), outDir, segmenter).report
-            evans = (r.get("evans") or {}).get("evans_index")
-            w.writerow([name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS],
-                        f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}"])
-        with atomic_path(csvPath) as tmp:
-            with open(tmp, "w", newline="") as fh:
-                fh.write(buf.getvalue())
-        if progress:
-            progress(len(scans), len(scans))
-        return len(scans)
+        callback = (lambda i, total, desc: progress(i, total)) if progress else None
+        return segment_folder(folder, outDir, csvPath, segmenter, callback)
 
 
 #

@@ -51,14 +51,9 @@ def _print_report(report: dict) -> None:
 
 
 def cmd_segment(args) -> None:
-    from .segmentation.predictor import VentricleSegmenter
     from .segmentation.segment import load_segmenter, segment_file
 
-    if args.model_dir:
-        segmenter = VentricleSegmenter(args.model_dir, args.device)
-        segmenter.description = f"nnU-Net model {args.model_dir}"
-    else:
-        segmenter = load_segmenter(args.model, args.device)
+    segmenter = load_segmenter(args.model, args.device, folder=args.model_dir)
     for image in args.images:
         result = segment_file(image, args.out, segmenter)
         print(f"{image} ({segmenter.description})")
@@ -169,7 +164,6 @@ def cmd_export_mask(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .evaluation import HOLDOUT_RECIPE, build_holdout, holdout_cases, run_evaluation, write_results
-    from .segmentation.predictor import VentricleSegmenter
     from .segmentation.segment import load_segmenter
 
     folders = build_holdout(args.holdout, label_dir=args.labels, priors_dir=args.priors, scale=args.scale,
@@ -179,8 +173,7 @@ def cmd_evaluate(args) -> None:
     segmenters = {m: load_segmenter(m, args.device) for m in args.models}
     for spec in args.model_dir or []:
         name, _, folder = spec.partition("=")
-        segmenters[name] = VentricleSegmenter(folder, args.device)
-        segmenters[name].description = f"nnU-Net model {folder}"
+        segmenters[name] = load_segmenter(name, args.device, folder=folder)
     rows = run_evaluation(cases, segmenters)
     files = write_results(rows, args.out)
     print(files["table"].read_text(), end="")
@@ -249,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.set_defaults(func=cmd_resize)
 
     g = sub.add_parser("segment", help="segment the ventricles of scans; write labels and volumes")
-    g.add_argument("images", nargs="+", help="NIfTI or NRRD scans")
+    g.add_argument("images", nargs="+", help="NIfTI, NRRD or FreeSurfer .mgz scans")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--model", default="augmented", help="augmented (default), real, synthetic or synthseg")
     g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")

@@ -17,7 +17,7 @@ import numpy as np
 from .anatomy.corpus import build_corpus
 from .anatomy.nnunet import FILE_ENDING
 from .anatomy.subjects import default_priors_dir
-from .io import read_volume, write_text
+from .io import atomic_path, read_volume, write_text
 from .labels import VENTRICLE_IDS
 from .progress import Callback, track
 from .segmentation.segment import Segmenter
@@ -123,8 +123,6 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io import atomic_path
 
     fig, (ba, sc) = plt.subplots(1, 2, figsize=(11, 4.5))
     top = max(max(r["true_ml"], r["pred_ml"]) for r in rows) * 1.05

@@ -1,9 +1,9 @@
 """Reference segmenters shown beside VentSegment: FreeSurfer's `mri_synthseg` when installed.
 
 `mri_synthseg` (FreeSurfer 7.3+) or the SynthSeg package's `SynthSeg_predict.py` writes a whole-brain
-label map at 1 mm; it is read back, resampled to the scan's grid by nearest neighbour and reduced to
-the ventricle labels. When neither is installed, `--model synthseg` uses ventkit's SynthSeg-recipe
-baseline instead and says so.
+label map at 1 mm; it is read back, resampled to the scan's grid (per-label interpolation when the
+scan is coarser, see `anatomy.grid.sample_labels`) and reduced to the ventricle labels. When neither
+is installed, `--model synthseg` uses ventkit's SynthSeg-recipe baseline instead and says so.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..anatomy.grid import sample_labels
 from ..errors import VentkitError
 from ..io import Volume, read_volume, write_volume
 from ..labels import VENTRICLE_IDS
@@ -32,18 +33,6 @@ def find_synthseg() -> str | None:
         if found:
             return found
     return None
-
-
-def resample_labels_to(labels: Volume, reference: Volume) -> Volume:
-    """Nearest-neighbour resampling of `labels` onto `reference`'s grid (both with RAS affines)."""
-    from scipy.ndimage import map_coordinates
-
-    ijk = np.indices(reference.array.shape, dtype=np.float32).reshape(3, -1)
-    world = reference.affine[:3, :3] @ ijk + reference.affine[:3, 3:4]
-    src = np.linalg.inv(labels.affine)
-    vox = src[:3, :3] @ world + src[:3, 3:4]
-    out = map_coordinates(labels.array, vox, order=0, mode="constant", cval=0)
-    return reference.with_array(out.reshape(reference.array.shape).astype(np.int16))
 
 
 def only_ventricles(labels: Volume) -> Volume:
@@ -69,4 +58,5 @@ class InstalledSynthSeg:
             if proc.returncode != 0 or not dst.is_file():
                 raise VentkitError(f"{self.command} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
             labels = read_volume(dst, labels=True)
-        return only_ventricles(resample_labels_to(labels, volume))
+        return only_ventricles(volume.with_array(
+            sample_labels(labels, volume.affine, volume.array.shape).astype(np.int16)))

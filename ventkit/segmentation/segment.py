@@ -11,10 +11,13 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InputError, VentkitError
-from ..io import Volume, read_volume, stem_of, write_text, write_volume
+from ..io import MGH_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES, Volume, read_volume, stem_of, suffix_of, write_text, \
+    write_volume
 from ..models import models_dir
+from ..progress import Callback, track
 from ..volumetry import volume_report
 
+SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
 MODELS = (*NNUNET_MODELS, "synthseg")
 SYNTHSEG_RECIPE = "synthseg_recipe"
@@ -33,11 +36,19 @@ def model_folder(name: str) -> Path:
     return models_dir() / f"ventsegment_{name}"
 
 
-def load_segmenter(model: str = "augmented", device: str = "auto", notify=print) -> Segmenter:
-    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline."""
+def load_segmenter(model: str = "augmented", device: str = "auto", notify=print,
+                   folder: str | Path | None = None) -> Segmenter:
+    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline.
+
+    With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
+    """
     from .predictor import VentricleSegmenter
     from .references import InstalledSynthSeg, find_synthseg
 
+    if folder is not None:
+        seg = VentricleSegmenter(folder, device)
+        seg.description = f"nnU-Net model {folder}"
+        return seg
     if model not in MODELS:
         raise InputError("--model", f"unknown model '{model}' (choose from {', '.join(MODELS)})")
     if model == "synthseg":
@@ -109,3 +120,21 @@ def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter) ->
     write_text(files["json"], json.dumps(report, indent=1))
     write_text(files["csv"], report_csv(report))
     return SegmentationResult(labels, report, files)
+
+
+def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path, segmenter: Segmenter,
+                   callback: Callback | None = None, cancelled=None, quiet: bool = True) -> int:
+    """Segment every scan in `folder` into `out_dir`; one CSV row of volumes per scan; returns the count."""
+    scans = sorted(p for p in Path(folder).iterdir() if suffix_of(p) in SCAN_SUFFIXES)
+    if not scans:
+        raise InputError(folder, "no NIfTI, NRRD or MGZ scans")
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], "lateral_asymmetry_percent", "evans_index"])
+    for scan in track(scans, len(scans), "segment", callback, cancelled, quiet):
+        r = segment_file(scan, out_dir, segmenter).report
+        evans = (r.get("evans") or {}).get("evans_index")
+        w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS],
+                    f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}"])
+    write_text(csv_path, buf.getvalue())
+    return len(scans)

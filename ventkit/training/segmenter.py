@@ -63,6 +63,11 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.save_every = 1
         self.deadline: float | None = None
 
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written atomically: a session ending mid-save keeps the previous one."""
+        with atomic_path(filename) as tmp:
+            super().save_checkpoint(str(tmp))
+
     def _out_of_time(self, epoch_seconds: float) -> bool:
         return self.deadline is not None and time.time() + epoch_seconds > self.deadline
 
