@@ -37,28 +37,35 @@ def tiny_model(tmp_path_factory) -> Path:
     return export_segmenter(root / "run", root / "model", {"name": "tiny test model"})
 
 
+# tool: (command name, environment variable that points ventkit at it, input path, label-map path)
+FAKE_REFERENCES = {"synthseg": ("mri_synthseg", "VENTKIT_SYNTHSEG", 'args["--i"]', 'args["--o"]'),
+                   "samseg": ("run_samseg", "VENTKIT_SAMSEG", 'args["-i"]', 'args["-o"] + "/seg.mgz"')}
+
+
 @pytest.fixture
-def fake_synthseg(tmp_path, monkeypatch):
-    """Install a stand-in `mri_synthseg` (via $VENTKIT_SYNTHSEG) that writes the given label boxes.
+def fake_reference(tmp_path, monkeypatch):
+    """Install a stand-in `mri_synthseg` or `run_samseg` (via its $VENTKIT_ variable) that writes label boxes.
 
     `boxes` maps a label to (i0, i1, j0, j1, k0, k1) in a 1 mm grid of `shape` whose origin is the input
     scan's (`own_grid=False`), or in the input scan's own voxel grid (`own_grid=True`).
     """
-    def install(shape, boxes: dict, own_grid: bool = False) -> Path:
-        fake = tmp_path / "mri_synthseg"
+    def install(tool: str, shape, boxes: dict, own_grid: bool = False) -> Path:
+        command, env, src, dst = FAKE_REFERENCES[tool]
+        fake = tmp_path / command
         fills = "\n".join(f"lab[{a}:{b}, {c}:{d}, {e}:{f}] = {lab}" for lab, (a, b, c, d, e, f) in boxes.items())
         affine = "img.affine" if own_grid else "np.eye(4); aff[:3, 3] = img.affine[:3, 3]"
         fake.write_text(f"""#!{sys.executable}
 import sys, numpy as np, nibabel as nib
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-img = nib.load(args["--i"])
+img = nib.load({src})
 lab = np.zeros({tuple(shape)}, np.int16)
 {fills}
 aff = {affine}
-nib.save(nib.Nifti1Image(lab, aff), args["--o"])
+dst = {dst}
+nib.save((nib.MGHImage if dst.endswith(".mgz") else nib.Nifti1Image)(lab, aff), dst)
 """)
         fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-        monkeypatch.setenv("VENTKIT_SYNTHSEG", str(fake))
+        monkeypatch.setenv(env, str(fake))
         return fake
     return install
 

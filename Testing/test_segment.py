@@ -5,6 +5,7 @@ geometry, bookkeeping and errors, not accuracy.
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from ventkit.cli import main
-from ventkit.errors import InputError
+from ventkit.errors import InputError, VentkitError
 from ventkit.io import Volume, read_volume, write_volume
 from ventkit.labels import VENTRICLE_IDS
 from ventkit.models import WeightsError
@@ -136,17 +137,35 @@ def test_missing_synthseg_falls_back_with_message(tiny_model, tmp_path, monkeypa
     assert "SynthSeg-recipe baseline" in seg.description
 
 
-def test_installed_synthseg_is_used_and_resampled(scan, fake_synthseg):
-    """A stand-in `mri_synthseg` writing a 1 mm label map: its ventricles come back on the scan's grid."""
-    fake_synthseg((200, 220, 200), {2: (60, 140, 60, 160, 60, 140), 4: (80, 99, 90, 130, 90, 110),
-                                    43: (101, 120, 90, 130, 90, 110)})
-    seg = load_segmenter("synthseg", device="cpu")
+@pytest.mark.parametrize("tool", ["synthseg", "samseg"])
+def test_installed_reference_is_used_and_resampled(scan, fake_reference, tool):
+    """A stand-in `mri_synthseg` / `run_samseg` writing a 1 mm map: its ventricles come back on the scan's grid."""
+    fake_reference(tool, (200, 220, 200), {2: (60, 140, 60, 160, 60, 140), 4: (80, 99, 90, 130, 90, 110),
+                                           43: (101, 120, 90, 130, 90, 110)})
+    seg = load_segmenter(tool, device="cpu")
     assert "installed" in seg.description
     out = seg.segment(scan)
     assert out.array.shape == scan.array.shape and np.allclose(out.affine, scan.affine)
     assert set(np.unique(out.array)) == {0, 4, 43}  # white matter (2) dropped
     ml = np.isin(out.array, (4, 43)).sum() * scan.voxel_ml
     assert ml == pytest.approx(2 * 19 * 40 * 20 / 1000, rel=0.35)
+
+
+def test_missing_samseg_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    monkeypatch.setenv("VENTKIT_HOME", str(tmp_path))
+    monkeypatch.delenv("VENTKIT_SAMSEG", raising=False)
+    with pytest.raises(VentkitError, match="ventkit install-samseg"):
+        load_segmenter("samseg", device="cpu")
+
+
+def test_failing_reference_reports_its_error(scan, tmp_path, monkeypatch):
+    fake = tmp_path / "run_samseg"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('atlas registration failed')\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("VENTKIT_SAMSEG", str(fake))
+    with pytest.raises(VentkitError, match="exit 1.*atlas registration failed"):
+        load_segmenter("samseg", device="cpu").segment(scan)
 
 
 def test_cli_segment(scan, tiny_model, tmp_path, capsys):

@@ -83,8 +83,8 @@ def test_ras_and_lps_nodes_give_the_same_anatomy(scene, scan, logic, tmp_path):
     assert np.array_equal(results[0].array, results[1].array[::-1, ::-1])
 
 
-def test_reference_column_and_disagreement_warning(scene, scan, logic, tmp_path, fake_synthseg):
-    fake = fake_synthseg((40, 40, 40), {4: (5, 15, 5, 15, 5, 15)}, own_grid=True)
+def test_reference_column_and_disagreement_warning(scene, scan, logic, tmp_path, fake_reference):
+    fake = fake_reference("synthseg", (40, 40, 40), {4: (5, 15, 5, 15, 5, 15)}, own_grid=True)
     node = add_volume_node(scan, "case")
     seg, table, warnings = logic.segmentAndLoad(node, reference="synthseg", device="cpu", thresholdPercent=10)
     ref_col = [c for c in (table.GetTable().GetColumn(i).GetName() for i in range(5)) if "SynthSeg" in c]

@@ -19,7 +19,7 @@ from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
 MODELS = ("augmented", "real", "synthetic")
-REFERENCES = ("synthseg", "none")
+REFERENCES = ("synthseg", "samseg", "none")
 DEVICES = ("auto", "cpu", "cuda")
 PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10"}
 REQUIRED_PACKAGES = {"nibabel": "nibabel", "SimpleITK": "SimpleITK", "scipy": "scipy", "torch": "torch",
@@ -46,7 +46,7 @@ class VentSegment(ScriptedLoadableModule):
         self.parent.helpText = """
 Segments the ventricles of a brain MRI (left/right lateral, inferior lateral, 3rd, 4th) with nnU-Net and
 reports their volumes in mL, left/right asymmetry and Evans' index, next to SynthSeg's volumes for the
-same scan, with a warning where the two disagree.
+same scan (or SAMSEG's), with a warning where the two disagree.
 """
         self.parent.acknowledgementText = """
 Method after Ruschke et al., Guided Synthesis of Labeled Brain MRI Data Using Latent Diffusion Models for
@@ -343,7 +343,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
     # running ventkit
     def segmentCommand(self, inputPath, outDir, model, device):
         cmd = [self.pythonExecutable, "-m", "ventkit", "segment", inputPath, "--out", outDir, "--device", device]
-        return cmd + (["--model-dir", self.modelDir] if self.modelDir and model != "synthseg" else ["--model", model])
+        return cmd + (["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model])
 
     def startSegmentation(self, volumeNode, model="augmented", reference="synthseg", device="auto"):
         """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any)."""

@@ -63,6 +63,13 @@ def cmd_segment(args) -> None:
         print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
+def cmd_install_samseg(args) -> None:
+    from .segmentation.references import install_samseg, samseg_venv
+
+    print(f"installing SAMSEG into {samseg_venv()} (its own environment: it needs numpy<2)...")
+    print(f"ready: {install_samseg()}")
+
+
 def cmd_render(args) -> None:
     import numpy as np
 
@@ -244,10 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("segment", help="segment the ventricles of scans; write labels and volumes")
     g.add_argument("images", nargs="+", help="NIfTI, NRRD or FreeSurfer .mgz scans")
     g.add_argument("--out", required=True, help="output folder")
-    g.add_argument("--model", default="augmented", help="augmented (default), real, synthetic or synthseg")
+    g.add_argument("--model", default="augmented", help="augmented (default), real, synthetic, synthseg or samseg")
     g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.set_defaults(func=cmd_segment)
+
+    i = sub.add_parser("install-samseg", help="install FreeSurfer's SAMSEG (PyPI samseg) in an environment of its own")
+    i.set_defaults(func=cmd_install_samseg)
 
     ev = sub.add_parser("evaluate", help="the paper's experiment: every model on the hold-out subjects")
     ev.add_argument("--holdout", required=True, help="hold-out folder (rendered here first if missing)")

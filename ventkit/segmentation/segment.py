@@ -19,7 +19,7 @@ from ..volumetry import volume_report
 
 SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
-MODELS = (*NNUNET_MODELS, "synthseg")
+MODELS = (*NNUNET_MODELS, "synthseg", "samseg")
 SYNTHSEG_RECIPE = "synthseg_recipe"
 BRAIN_FOV_MM = (80.0, 600.0)  # each side of a scan that can hold a whole brain
 REPORT_ROWS = ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral", "third",
@@ -38,12 +38,13 @@ def model_folder(name: str) -> Path:
 
 def load_segmenter(model: str = "augmented", device: str = "auto", notify=print,
                    folder: str | Path | None = None) -> Segmenter:
-    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline.
+    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline;
+    `samseg` is an installed SAMSEG (`ventkit install-samseg`).
 
     With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
     """
     from .predictor import VentricleSegmenter
-    from .references import InstalledSynthSeg, find_synthseg
+    from .references import InstalledSamseg, InstalledSynthSeg, find_samseg, find_synthseg
 
     if folder is not None:
         seg = VentricleSegmenter(folder, device)
@@ -51,6 +52,12 @@ def load_segmenter(model: str = "augmented", device: str = "auto", notify=print,
         return seg
     if model not in MODELS:
         raise InputError("--model", f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+    if model == "samseg":
+        command = find_samseg()
+        if not command:
+            raise VentkitError("SAMSEG is not installed: run `ventkit install-samseg` once (it gets an environment "
+                               "of its own, since it needs numpy<2), or set $VENTKIT_SAMSEG to its run_samseg")
+        return InstalledSamseg(command)
     if model == "synthseg":
         command = find_synthseg()
         if command:
