@@ -6,8 +6,10 @@ A T1 is rendered at 1 mm from a hold-out label map (256^3, the shared maps' own 
 runs in its own process so that its peak resident memory is its own:
   ventkit    `ventkit segment` (reorient, nnU-Net preprocessing, one sliding-window pass, probabilities
              resampled to the input grid, volumes, files)
-  stock      `nnUNetv2_predict_from_modelfolder` on the same model folder, nnU-Net's defaults (mirroring TTA)
-  stock-noTTA the same with --disable_tta (ventkit's default)
+  stock      `nnUNetv2_predict_from_modelfolder` on the same model folder, nnU-Net's defaults (mirroring
+             TTA over the axes the checkpoint allows: none for models trained by `nnUNetTrainerVentkit`,
+             whose labels are left/right-specific; older checkpoints allow all three)
+  stock-noTTA the same with --disable_tta (ventkit's setting)
 Targets (issue 5): ventkit <= 60 s and <= 6 GB on the 2-core CPU.
 """
 from __future__ import annotations

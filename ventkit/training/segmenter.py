@@ -3,7 +3,8 @@
 nnU-Net's default schedule (1000 epochs x 250 iterations, features 32-320) is out of reach on a 2-core
 CPU (see COMPUTE.md). `VentkitPlanner` is nnU-Net's default planner with a 2 mm target spacing and
 16-160 features; `nnUNetTrainerVentkit` is its default trainer with short epochs, a checkpoint every
-epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`).
+epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`), and no
+mirroring (nnU-Net's `nnUNetTrainerNoMirroring`).
 Everything lives in one run folder holding nnU-Net's three folders (raw, preprocessed, results).
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import \
+    nnUNetTrainerNoMirroring
 
 from ..errors import InputError
 from ..io import atomic_path, write_text
@@ -51,8 +54,9 @@ class VentkitPlanner(ExperimentPlanner):
         return plan
 
 
-class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
-    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline."""
+class nnUNetTrainerVentkit(nnUNetTrainerNoMirroring):  # noqa: N801 (nnU-Net's naming)
+    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline, without mirroring:
+    our labels are left/right-specific, and a mirrored brain would teach the network to swap them."""
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
