@@ -140,13 +140,13 @@ def test_missing_synthseg_falls_back_with_message(tiny_model, tmp_path, monkeypa
 @pytest.mark.parametrize("tool", ["synthseg", "samseg"])
 def test_installed_reference_is_used_and_resampled(scan, fake_reference, tool):
     """A stand-in `mri_synthseg` / `run_samseg` writing a 1 mm map: its ventricles come back on the scan's grid."""
-    fake_reference(tool, (200, 220, 200), {2: (60, 140, 60, 160, 60, 140), 4: (80, 99, 90, 130, 90, 110),
-                                           43: (101, 120, 90, 130, 90, 110)})
+    fake_reference(tool, (200, 220, 200), {258: (40, 160, 40, 180, 40, 160), 2: (60, 140, 60, 160, 60, 140),
+                                           4: (80, 99, 90, 130, 90, 110), 43: (101, 120, 90, 130, 90, 110)})
     seg = load_segmenter(tool, device="cpu")
     assert "installed" in seg.description
     out = seg.segment(scan)
     assert out.array.shape == scan.array.shape and np.allclose(out.affine, scan.affine)
-    assert set(np.unique(out.array)) == {0, 4, 43}  # white matter (2) dropped
+    assert set(np.unique(out.array)) == {0, 4, 43}  # white matter (2) and SAMSEG's head label (258) dropped
     ml = np.isin(out.array, (4, 43)).sum() * scan.voxel_ml
     assert ml == pytest.approx(2 * 19 * 40 * 20 / 1000, rel=0.35)
 

@@ -69,9 +69,10 @@ class ExternalSegmenter:
             if proc.returncode != 0 or not result.is_file():
                 tail = (proc.stderr.strip() or proc.stdout.strip())[-500:]
                 raise VentkitError(f"{self.command} failed (exit {proc.returncode}): {tail}")
-            labels = read_volume(result, labels=True)
-        return only_ventricles(volume.with_array(
-            sample_labels(labels, volume.affine, volume.array.shape).astype(np.int16)))
+            found = read_volume(result)
+        # their maps hold labels that are not ours (SAMSEG: skull 165, head 258, eyes 259): keep ventricles
+        ventricles = only_ventricles(found.with_array(np.rint(found.array).astype(np.int16)))
+        return volume.with_array(sample_labels(ventricles, volume.affine, volume.array.shape).astype(np.int16))
 
 
 class InstalledSynthSeg(ExternalSegmenter):
