@@ -159,6 +159,18 @@ def test_missing_samseg_says_how_to_install(tmp_path, monkeypatch):
         load_segmenter("samseg", device="cpu")
 
 
+def test_failed_samseg_install_leaves_nothing(tmp_path, monkeypatch):
+    from ventkit.segmentation.references import install_samseg, samseg_venv
+
+    monkeypatch.setenv("VENTKIT_HOME", str(tmp_path))
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f"#!{sys.executable}\nimport os, sys\nos.makedirs(sys.argv[-1])\nsys.exit('no network')\n")
+    fake_python.chmod(0o755)
+    with pytest.raises(VentkitError, match="installing SAMSEG failed.*no network"):
+        install_samseg(python=str(fake_python))
+    assert not samseg_venv().exists()
+
+
 def test_failing_reference_reports_its_error(scan, tmp_path, monkeypatch):
     fake = tmp_path / "run_samseg"
     fake.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('atlas registration failed')\n")

@@ -122,5 +122,6 @@ def install_samseg(python: str = sys.executable, requirement: str = SAMSEG_REQUI
                  [str(venv / "bin" / "python"), "-m", "pip", "install", requirement, "numpy<2"]):
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)  # no half-made environment left behind
             raise VentkitError(f"installing SAMSEG failed ({' '.join(argv[:4])}...): {proc.stderr.strip()[-500:]}")
     return venv / "bin" / "run_samseg"
