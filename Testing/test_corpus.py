@@ -92,3 +92,28 @@ def test_worker_processes_write_the_same_cases(tmp_path):
         a = read_volume(tmp_path / "Dataset993_Serial" / "imagesTr" / f"{case}_0000.nii.gz")
         b = read_volume(tmp_path / "Dataset994_Parallel" / "imagesTr" / f"{case}_0000.nii.gz")
         np.testing.assert_array_equal(a.array, b.array)
+
+
+def test_terminated_cli_build_keeps_only_whole_cases(tmp_path):
+    """The Slicer panel's Cancel terminates `ventkit corpus build`; what stays must be whole cases."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "Dataset995_Term"
+    proc = subprocess.Popen([sys.executable, "-m", "ventkit", "corpus", "build", "--out", str(root), "--n", "6",
+                             "--grid", "mask", "--volumes", "natural", "--seed", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not list((root / "meta").glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    files = [f for _, _, fs in os.walk(root) for f in fs]
+    assert not [f for f in files if ".part" in f], "temporary files left behind"
+    metas = {p.stem for p in (root / "meta").glob("*.json")}
+    for folder in ("imagesTr", "labelsTr", "labelsFullTr"):
+        stems = {p.name.split(".")[0].removesuffix("_0000") if folder == "imagesTr" else p.name.split(".")[0]
+                 for p in (root / folder).glob("*.nii.gz")}
+        assert stems == metas, folder
+    assert 1 <= len(metas) < 6

@@ -5,6 +5,7 @@ import argparse
 import csv
 import io as _io
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -217,6 +218,20 @@ def cmd_synth_mask(args) -> None:
         print(f"{name}: requested {args.volume:.1f} mL, generated {gen.ventricle_ml(lab):.1f} mL")
 
 
+def cmd_synth_pair(args) -> None:
+    from .synthesis.pairs import load_synthesizer, write_pair
+
+    synth = load_synthesizer(args.labels, args.grid)
+    print(f"backend: {synth.name} ({synth.description})")
+    for i in range(args.n):
+        pair = synth.sample(args.volume, args.seed, i)
+        stem = f"pair_{args.volume:g}ml_seed{args.seed}_{i}"
+        files = write_pair(pair, args.out, stem)
+        got = json.loads(files["info"].read_text())["ventricles_ml"]["total"]
+        print(f"{stem}: subject {pair.info['subject']}, requested {args.volume:.1f} mL, got {got:.1f} mL")
+        print("wrote " + ", ".join(str(p) for p in files.values()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .anatomy.grid import GRIDS
 
@@ -338,11 +353,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", help="model folder (default: Resources/Models/mask_generator)")
     m.add_argument("--out", required=True)
     m.set_defaults(func=cmd_synth_mask)
+    q = ssub.add_parser("pair", help="T1 + 33-label map pairs for a requested ventricle volume")
+    q.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL (5-300)")
+    q.add_argument("--n", type=int, default=1)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--grid", choices=tuple(GRIDS), default="paper")
+    q.add_argument("--labels", help="folder of real label maps (default: $VENTKIT_DATA or ../shared)")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_synth_pair)
     return p
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # a terminated run (the Slicer panels' Cancel) unwinds like Ctrl-C: temporary files are removed
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.func(args)
     except VentkitError as exc:

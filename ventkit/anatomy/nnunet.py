@@ -58,9 +58,17 @@ class NnUNetDatasetWriter:
         write_text(paths["meta"], json.dumps({"case_id": case_id, "test": test, **info}, indent=1))
 
     def remove_partial(self) -> None:
-        """Delete temporary files that interrupted atomic writes left behind."""
+        """Delete temporary files of interrupted writes, and the files of cases cut off before their meta."""
         for tmp in self.root.glob("*/.*.part*"):
             tmp.unlink(missing_ok=True)
+        complete = {m.stem for m in (self.root / "meta").glob("*.json")}
+        for folder in ("imagesTr", "labelsTr", "labelsFullTr", "imagesTs", "labelsTs", "labelsFullTs"):
+            for f in (self.root / folder).glob(f"*{FILE_ENDING}"):
+                case_id = f.name[: -len(FILE_ENDING)]
+                if folder.startswith("images"):
+                    case_id = case_id.removesuffix("_0000")
+                if case_id not in complete:
+                    f.unlink()
 
     def cases(self) -> list[dict]:
         out = []
