@@ -86,9 +86,19 @@ def install() -> None:
 
 
 def load_module(name: str):
-    """Import `<repo>/<name>/<name>.py` (a Slicer scripted module) under the harness."""
+    """Import `<repo>/<name>/<name>.py` (a Slicer scripted module) under the harness, once.
+
+    Registered in `sys.modules`, and every module folder is on `sys.path` as in Slicer, so that one
+    module can import another (VentSynth uses VentSegment's logic).
+    """
     install()
+    for folder in ("VentSegment", "VentSynth"):
+        if str(REPO / folder) not in sys.path:
+            sys.path.append(str(REPO / folder))
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, REPO / name / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

@@ -102,7 +102,7 @@ def test_cancel_leaves_no_files_and_no_nodes(scene, scan, logic):
     node = add_volume_node(scan, "case")
     before = scene.GetNumberOfNodes()
     job = logic.startSegmentation(node, reference="none", device="cpu")
-    work = job.workDir
+    work = job.work_dir
     job.cancel()
     job.cleanup()
     assert not os.path.exists(work)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ["VentSegment"]
+MODULES = ["VentSegment", "VentSynth"]
 
 
 def referenced_widgets(module: str) -> set[str]:

@@ -7,10 +7,8 @@ and the results come back as a segmentation node and a table node.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import qt
 import slicer
@@ -256,61 +254,6 @@ def nodeGeometryFromAffine(node, affine):
     node.SetIJKToRASMatrix(m)
 
 
-class SegmentationJob:
-    """`python -m ventkit segment` runs (model, then reference) one after another in child processes."""
-
-    def __init__(self, volumeNode, commands, workDir):
-        self.volumeNode = volumeNode
-        self.commands = commands
-        self.workDir = workDir
-        self.returncodes = []
-        self.process = None
-        self._startNext()
-
-    def _log(self, i):
-        return os.path.join(self.workDir, f"log{i}.txt")
-
-    def _startNext(self):
-        i = len(self.returncodes)
-        with open(self._log(i), "w") as log:
-            self.process = subprocess.Popen(self.commands[i], stdout=log, stderr=subprocess.STDOUT)
-
-    def running(self):
-        """Poll; starts the next command when one has succeeded."""
-        if self.process is None:
-            return False
-        code = self.process.poll()
-        if code is None:
-            return True
-        self.returncodes.append(code)
-        self.process = None
-        if code == 0 and len(self.returncodes) < len(self.commands):
-            self._startNext()
-            return True
-        return False
-
-    def wait(self):
-        while self.running():
-            time.sleep(0.2)
-
-    def succeeded(self):
-        return self.returncodes == [0] * len(self.commands)
-
-    def cancel(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def output(self):
-        with open(self._log(len(self.returncodes) - 1)) as fh:
-            return fh.read()
-
-    def cleanup(self):
-        self.cancel()
-        shutil.rmtree(self.workDir, ignore_errors=True)
-
-
 class VentSegmentLogic(ScriptedLoadableModuleLogic):
     """Builds MRML nodes from ventkit's results; runs ventkit out of process."""
 
@@ -342,12 +285,15 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
 
     # running ventkit
     def segmentCommand(self, inputPath, outDir, model, device):
-        cmd = [self.pythonExecutable, "-m", "ventkit", "segment", inputPath, "--out", outDir, "--device", device]
+        from ventkit.jobs import ventkit_command
+
+        cmd = ventkit_command("segment", inputPath, "--out", outDir, "--device", device, python=self.pythonExecutable)
         return cmd + (["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model])
 
     def startSegmentation(self, volumeNode, model="augmented", reference="synthseg", device="auto"):
         """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any)."""
         from ventkit.io import write_volume
+        from ventkit.jobs import ChildJob
 
         if volumeNode is None:
             raise ValueError("select an input volume")
@@ -357,7 +303,9 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         commands = [self.segmentCommand(inputPath, os.path.join(workDir, "model"), model, device)]
         if reference != "none":
             commands.append(self.segmentCommand(inputPath, os.path.join(workDir, "reference"), reference, device))
-        return SegmentationJob(volumeNode, commands, workDir)
+        job = ChildJob(commands, workDir)
+        job.volumeNode = volumeNode
+        return job
 
     def loadResults(self, job, thresholdPercent=10.0):
         """Segmentation node + table node from a finished job; raises with ventkit's message on failure."""
@@ -367,9 +315,9 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(f"ventkit segment failed:\n{job.output()[-2000:]}")
         reports = []
         for sub in ("model", "reference")[: len(job.commands)]:
-            with open(os.path.join(job.workDir, sub, "scan_volumes.json")) as fh:
+            with open(os.path.join(job.work_dir, sub, "scan_volumes.json")) as fh:
                 reports.append(json.load(fh))
-        labels = read_volume(os.path.join(job.workDir, "model", "scan_ventricles.nii.gz"), labels=True)
+        labels = read_volume(os.path.join(job.work_dir, "model", "scan_ventricles.nii.gz"), labels=True)
         name = job.volumeNode.GetName()
         seg = self.labelsToSegmentation(labels, job.volumeNode, f"{name} ventricles")
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ventricle volumes")
@@ -388,22 +336,25 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             job.cleanup()
 
     # MRML
-    def labelsToSegmentation(self, labels, referenceVolumeNode, name):
-        """A segmentation node with one named, coloured segment per ventricle label present."""
+    def labelsToSegmentation(self, labels, referenceVolumeNode, name, ids=None):
+        """A segmentation node with one named, coloured segment per label of `ids` present (default: ventricles)."""
+        import numpy as np
         from ventkit.labels import LABEL_BY_ID, VENTRICLE_IDS
 
+        ids = sorted(VENTRICLE_IDS if ids is None else ids)
+        array = np.where(np.isin(labels.array, ids), labels.array, 0).astype("int16")
+        present = [v for v in ids if v != 0 and (array == v).any()]
         scene = slicer.mrmlScene
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
         try:
             nodeGeometryFromAffine(labelmap, labels.affine)
-            slicer.util.updateVolumeFromArray(labelmap, labels.array.transpose(2, 1, 0).astype("int16"))
+            slicer.util.updateVolumeFromArray(labelmap, array.transpose(2, 1, 0))
             seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
             seg.CreateDefaultDisplayNodes()
             if referenceVolumeNode is not None:
                 seg.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-            present = [v for v in VENTRICLE_IDS if (labels.array == v).any()]
             if present and not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, seg):
-                raise RuntimeError("importing the ventricle label map failed")
+                raise RuntimeError("importing the label map failed")
         finally:
             scene.RemoveNode(labelmap)
         segmentation = seg.GetSegmentation()
