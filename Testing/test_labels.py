@@ -15,8 +15,11 @@ def test_ventricle_groups():
     assert L.VENTRICLE_GROUPS["lateral"] == (4, 43)
     assert L.VENTRICLE_GROUPS["inferior_lateral"] == (5, 44)
     assert set(L.VENTRICLE_GROUPS["total"]) == {4, 5, 14, 15, 43, 44}
-    assert sorted(L.NNUNET_VENTRICLE_CLASSES.values()) == list(range(1, 7))
-    assert sorted(L.NNUNET_CLASS_NAMES.values()) == list(range(7))
+    assert sorted(set(L.NNUNET_VENTRICLE_CLASSES.values())) == list(range(1, 5))
+    assert sorted(L.NNUNET_CLASS_NAMES.values()) == list(range(5))
+    # left and right share a class: mirroring augmentation must not change a voxel's class
+    for left, right in ((4, 43), (5, 44)):
+        assert L.NNUNET_VENTRICLE_CLASSES[left] == L.NNUNET_VENTRICLE_CLASSES[right]
 
 
 def test_generation_mapping_agrees_with_synthseg_priors():

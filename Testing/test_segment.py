@@ -197,11 +197,3 @@ def test_model_folder_runs_in_stock_nnunet_layout(tiny_model):
     assert set(card["files"]) == set(MODEL_FILES)
     assert card["architecture"]["spacing_mm"] == [2.0, 2.0, 2.0]
     assert os.path.getsize(tiny_model / MODEL_FILES[2]) < 16e6
-
-
-def test_left_right_labels_are_never_mirrored(tiny_model):
-    """Mirroring a brain swaps left and right: the trainer must not augment with it, nor inference use it."""
-    import torch
-
-    ckpt = torch.load(tiny_model / MODEL_FILES[2], map_location="cpu", weights_only=False)
-    assert ckpt["inference_allowed_mirroring_axes"] is None

@@ -191,7 +191,8 @@ def cmd_evaluate(args) -> None:
 def cmd_train_segment(args) -> None:
     from .training.segmenter import train_segmenter
 
-    r = train_segmenter(args.data, args.run, args.name, args.minutes, args.epochs, args.iterations, args.device)
+    r = train_segmenter(args.data, args.run, args.name, args.minutes, args.epochs, args.iterations, args.device,
+                        args.init_from)
     state = "finished" if r["finished"] else "paused (resume with the same command)"
     print(f"segmenter {args.name}: epoch {r['epoch']} of {args.epochs}, {state}; nnU-Net folder {r['folder']}")
 
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--iterations", type=int, default=50, help="iterations per epoch")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.add_argument("--init-from", help="nnU-Net checkpoint to start a new run from (output layers excluded)")
     g.set_defaults(func=cmd_train_segment)
     x = tsub.add_parser("export-segment", help="strip and ship a trained segmenter with a model card")
     x.add_argument("--run", required=True)

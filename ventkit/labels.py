@@ -75,16 +75,16 @@ VENTRICLE_GROUPS: dict[str, tuple[int, ...]] = {
 }
 VENTRICLE_IDS: tuple[int, ...] = VENTRICLE_GROUPS["total"]
 
-# Consecutive classes for nnU-Net (which needs labels 0..K-1): FreeSurfer id -> class.
-NNUNET_VENTRICLE_CLASSES: dict[int, int] = {4: 1, 43: 2, 5: 3, 44: 4, 14: 5, 15: 6}
+# Consecutive classes for nnU-Net (which needs labels 0..K-1): FreeSurfer id -> class. The classes are
+# side-agnostic, so that nnU-Net's mirroring augmentation stays valid (a mirrored left ventricle is a
+# right one); `ventkit.segmentation.sides` assigns left and right from the anatomy after prediction.
+NNUNET_VENTRICLE_CLASSES: dict[int, int] = {4: 1, 43: 1, 5: 2, 44: 2, 14: 3, 15: 4}
 NNUNET_CLASS_NAMES: dict[str, int] = {
     "background": 0,
-    "left_lateral_ventricle": 1,
-    "right_lateral_ventricle": 2,
-    "left_inferior_lateral_ventricle": 3,
-    "right_inferior_lateral_ventricle": 4,
-    "third_ventricle": 5,
-    "fourth_ventricle": 6,
+    "lateral_ventricle": 1,
+    "inferior_lateral_ventricle": 2,
+    "third_ventricle": 3,
+    "fourth_ventricle": 4,
 }
 
 # SynthSeg's generation labels (its `generation_labels.npy`, 54 ids): the 33 segmentation labels plus

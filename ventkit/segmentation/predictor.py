@@ -4,7 +4,8 @@ A model folder has nnU-Net's own layout (`plans.json`, `dataset.json`, `fold_all
 plus `model_card.json`, so stock `nnUNetv2_predict -m FOLDER -f all` runs the same model. Scans are
 reoriented to RAS (axis permutations and flips only, as the training images were stored), handed to
 nnU-Net with their voxel size, and the prediction comes back in the scan's own grid: nnU-Net resamples
-the class probabilities, not the labels, before the argmax.
+the class probabilities, not the labels, before the argmax. Left and right are assigned afterwards from
+the anatomy (`sides`): the network's classes are side-agnostic.
 """
 from __future__ import annotations
 
@@ -14,16 +15,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Volume, ras_to_grid_of, reorient_to_ras, validate
-from ..labels import NNUNET_VENTRICLE_CLASSES
 from ..models import WeightsError, choose_device, verified_model
+from .sides import assign_sides
 
 FOLD = "all"
 CHECKPOINT = "checkpoint_final.pth"
 MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
-# nnU-Net class index -> FreeSurfer label
-CLASS_TO_LABEL = np.zeros(max(NNUNET_VENTRICLE_CLASSES.values()) + 1, np.int16)
-for _fs, _cls in NNUNET_VENTRICLE_CLASSES.items():
-    CLASS_TO_LABEL[_cls] = _fs
 
 
 def to_nnunet_layout(volume: Volume) -> tuple[np.ndarray, dict]:
@@ -64,5 +61,5 @@ class VentricleSegmenter:
         classes = self.predictor.predict_single_npy_array(array, props)
         if classes.shape != array.shape[1:]:
             raise InputError(volume.source, f"nnU-Net returned shape {classes.shape}, expected {array.shape[1:]}")
-        labels = CLASS_TO_LABEL[np.asarray(classes).transpose(2, 1, 0)]
+        labels = assign_sides(np.asarray(classes).transpose(2, 1, 0), ras.affine)
         return ras_to_grid_of(labels, volume)

@@ -3,8 +3,10 @@
 nnU-Net's default schedule (1000 epochs x 250 iterations, features 32-320) is out of reach on a 2-core
 CPU (see COMPUTE.md). `VentkitPlanner` is nnU-Net's default planner with a 2 mm target spacing and
 16-160 features; `nnUNetTrainerVentkit` is its default trainer with short epochs, a checkpoint every
-epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`), and no
-mirroring (nnU-Net's `nnUNetTrainerNoMirroring`).
+epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`). Its
+classes are side-agnostic (left and right come from the anatomy after prediction), so nnU-Net's
+mirroring augmentation stays on: with left/right classes, mirrored brains taught the network to swap
+the sides and training stalled.
 Everything lives in one run folder holding nnU-Net's three folders (raw, preprocessed, results).
 """
 from __future__ import annotations
@@ -19,8 +21,6 @@ import numpy as np
 import torch
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import \
-    nnUNetTrainerNoMirroring
 
 from ..errors import InputError
 from ..io import atomic_path, write_text
@@ -54,9 +54,8 @@ class VentkitPlanner(ExperimentPlanner):
         return plan
 
 
-class nnUNetTrainerVentkit(nnUNetTrainerNoMirroring):  # noqa: N801 (nnU-Net's naming)
-    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline, without mirroring:
-    our labels are left/right-specific, and a mirrored brain would teach the network to swap them."""
+class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
+    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline."""
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -182,12 +181,19 @@ def result_folder(run: Path, dataset_name: str) -> Path:
 
 
 def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minutes: float = 60.0,
-                    epochs: int = 100, iterations: int = 50, device: str = "auto") -> dict:
-    """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time."""
+                    epochs: int = 100, iterations: int = 50, device: str = "auto",
+                    init_from: str | Path | None = None) -> dict:
+    """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time.
+
+    `init_from`: an nnU-Net checkpoint whose weights (all but the output layers, as nnU-Net's
+    `load_pretrained_weights` does) start a new run, e.g. another VentSegment run of the same plans.
+    """
     run = Path(run)
     device = choose_device(device)
     settings_file = run / "settings.json"
     settings = {"name": name, "epochs": epochs, "iterations": iterations}
+    if init_from:
+        settings["init_from"] = str(Path(init_from).resolve())
     if settings_file.is_file():
         saved = json.loads(settings_file.read_text())
         if saved != settings:
@@ -209,6 +215,14 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
     trainer.deadline = start + minutes * 60
     if latest.is_file():
         trainer.load_checkpoint(str(latest))
+    elif init_from:
+        from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+        trainer.initialize()
+        try:
+            load_pretrained_weights(trainer.network, str(init_from), verbose=False)
+        except (RuntimeError, KeyError, AssertionError, FileNotFoundError) as exc:
+            raise InputError(init_from, f"cannot start from these weights ({exc})") from exc
     finished = trainer.run_training()
     return {"finished": finished, "epoch": trainer.current_epoch, "folder": str(fold_dir)}
 
