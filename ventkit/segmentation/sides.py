@@ -46,13 +46,13 @@ def assign_sides(classes: np.ndarray, affine: np.ndarray) -> np.ndarray:
         labels[classes == cls] = fs
     point, normal = midsagittal_plane(classes, affine)
     for cls, (left, right) in PAIRED.items():
+        idx = np.argwhere(classes == cls)
+        if not len(idx):
+            continue
         components, n = ndimage.label(classes == cls, structure=np.ones((3, 3, 3)))
-        for k in range(1, n + 1):
-            idx = np.argwhere(components == k)
-            is_right = (world(idx, affine) - point) @ normal > 0
-            if is_right.mean() >= ONE_SIDE:
-                is_right[:] = True
-            elif is_right.mean() <= 1 - ONE_SIDE:
-                is_right[:] = False
-            labels[tuple(idx.T)] = np.where(is_right, right, left)
+        comp = components[tuple(idx.T)]
+        is_right = (world(idx, affine) - point) @ normal > 0
+        share = np.bincount(comp, weights=is_right, minlength=n + 1) / np.maximum(np.bincount(comp, minlength=n + 1), 1)
+        side = np.where(share[comp] >= ONE_SIDE, True, np.where(share[comp] <= 1 - ONE_SIDE, False, is_right))
+        labels[tuple(idx.T)] = np.where(side, right, left)
     return labels
