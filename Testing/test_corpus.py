@@ -43,7 +43,7 @@ def test_dataset_passes_nnunet_integrity_check(dataset):
 
     verify_dataset_integrity(str(dataset), num_processes=1)
     meta = json.loads((dataset / "dataset.json").read_text())
-    assert meta["numTraining"] == 3 and meta["labels"]["third_ventricle"] == 5
+    assert meta["numTraining"] == 3 and meta["labels"]["third_ventricle"] == 3
 
 
 def test_cases_hit_their_volumes_on_training_subjects_only(dataset):
