@@ -156,6 +156,25 @@ def cmd_train_mask_ldm(args) -> None:
     print(f"mask diffusion model: step {step} of {args.steps} on {len(data)} maps; checkpoint in {args.run}")
 
 
+def cmd_train_image_ae(args) -> None:
+    from .training.image import train_image_ae
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data, images=True)
+    step = train_image_ae(data, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr, device=args.device)
+    print(f"image autoencoder: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
+
+
+def cmd_train_image_ldm(args) -> None:
+    from .training.image import train_image_ldm
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data, images=True)
+    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr,
+                           device=args.device)
+    print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
+
+
 def cmd_export_mask(args) -> None:
     from .synthesis.mask_generator import export_weights
     from .synthesis.mask_model import MaskModelConfig
@@ -305,11 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
     tsub = t.add_subparsers(dest="train_command", required=True)
-    for name, func, batch in (("mask-ae", cmd_train_mask_ae, 1), ("mask-ldm", cmd_train_mask_ldm, 4)):
-        a = tsub.add_parser(name, help=f"train the mask generator's {'autoencoder' if name == 'mask-ae' else 'diffusion model'}")
+    for name, func, batch in (("mask-ae", cmd_train_mask_ae, 1), ("mask-ldm", cmd_train_mask_ldm, 4),
+                              ("image-ae", cmd_train_image_ae, 1), ("image-ldm", cmd_train_image_ldm, 2)):
+        generator, stage = name.split("-")
+        a = tsub.add_parser(name, help=f"train the {generator} generator's "
+                                       f"{'autoencoder' if stage == 'ae' else 'diffusion model'}")
         a.add_argument("--data", nargs="+", required=True, help="corpus folders (ventkit corpus build) to train on")
         a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
-        if name == "mask-ldm":
+        if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
         a.add_argument("--steps", type=int, default=10000)
         a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")

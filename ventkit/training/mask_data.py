@@ -1,4 +1,4 @@
-"""Training label maps for the mask generator, read from corpus datasets and put on the model grid."""
+"""Training label maps (and their images) for the generators, read from corpus datasets onto the model grid."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anatomy.grid import GRIDS, sample_labels
+from ..anatomy.grid import GRIDS, sample_image, sample_labels
 from ..errors import InputError
 from ..io import read_volume
 from ..labels import VENTRICLE_IDS
@@ -15,16 +15,17 @@ from ..labels import VENTRICLE_IDS
 class MaskDataset:
     """All 33-label maps (`labelsFullTr`) of one or more corpus folders, on one model grid, in memory.
 
-    Hold-out cases (`labelsFullTs`) are never read. Each item is (label ids, ventricle mL on this grid).
+    Hold-out cases (`labelsFullTs`) are never read. Each item is (label ids, ventricle mL on this grid);
+    with `images`, the case's image (`imagesTr`, scaled to 0..1) is resampled beside it into `self.images`.
     """
 
-    def __init__(self, folders, grid: str = "mask"):
+    def __init__(self, folders, grid: str = "mask", images: bool = False):
         self.grid = GRIDS[grid]
         paths = sorted(p for f in folders for p in (Path(f) / "labelsFullTr").glob("*.nii.gz"))
         if not paths:
             raise InputError(", ".join(map(str, folders)), "no labelsFullTr/*.nii.gz training maps found "
                                                            "(build them with `ventkit corpus build`)")
-        self.labels, self.volumes_ml, self.subjects = [], [], []
+        self.labels, self.volumes_ml, self.subjects, self.images = [], [], [], []
         voxel_ml = float(np.prod(self.grid.spacing)) / 1000
         for p in paths:
             vol = read_volume(p, labels=True)
@@ -32,7 +33,13 @@ class MaskDataset:
             if meta.is_file() and json.loads(meta.read_text()).get("split") == "holdout":
                 continue
             center = vol.affine[:3, :3] @ ((np.array(vol.array.shape) - 1) / 2) + vol.affine[:3, 3]
-            arr = sample_labels(vol, self.grid.affine(center), self.grid.shape)
+            affine = self.grid.affine(center)
+            arr = sample_labels(vol, affine, self.grid.shape)
+            if images:
+                from ..synthesis.image_model import normalize_intensities
+
+                image = read_volume(p.parent.parent / "imagesTr" / p.name.replace(".nii.gz", "_0000.nii.gz"))
+                self.images.append(normalize_intensities(sample_image(image, affine, self.grid.shape)))
             self.labels.append(arr.astype(np.int16))
             self.volumes_ml.append(float(np.isin(arr, VENTRICLE_IDS).sum()) * voxel_ml)
             self.subjects.append(json.loads(meta.read_text()).get("subject", "") if meta.is_file() else "")

@@ -1,0 +1,70 @@
+"""The image generator's networks (MONAI SPADE models): a T1 drawn for a given 33-label map.
+
+Autoencoder: `SPADEAutoencoderKL` (the label map modulates its decoder), one intensity channel,
+downsampling x4 to a small latent. Diffusion model: `SPADEDiffusionModelUNet` in that latent space,
+with the one-hot label map as SPADE's `seg` at every level (the paper's design, sized for a CPU).
+Intensities are scaled to 0..1 by the 99.5th percentile of each image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .mask_model import NUM_LABELS
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    """Sizes of both networks (defaults: the 3.3 mm 'mask' grid, like the mask generator)."""
+
+    grid: str = "mask"
+    ae_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 3
+    ae_res_blocks: int = 1
+    ae_norm_groups: int = 16
+    spade_channels: int = 32
+    ldm_channels: tuple[int, ...] = (64, 128, 192)
+    ldm_attention: tuple[bool, ...] = (False, False, True)
+    ldm_res_blocks: int = 1
+    ldm_head_channels: int = 32
+    ldm_norm_groups: int = 32
+    train_timesteps: int = 1000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageModelConfig":
+        d = dict(d)
+        for k in ("ae_channels", "ldm_channels", "ldm_attention"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def build_image_autoencoder(cfg: ImageModelConfig):
+    from monai.networks.nets import SPADEAutoencoderKL
+
+    return SPADEAutoencoderKL(spatial_dims=3, label_nc=NUM_LABELS, in_channels=1, out_channels=1,
+                              channels=cfg.ae_channels, latent_channels=cfg.latent_channels,
+                              num_res_blocks=cfg.ae_res_blocks, norm_num_groups=cfg.ae_norm_groups,
+                              attention_levels=(False,) * len(cfg.ae_channels),
+                              with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False,
+                              spade_intermediate_channels=cfg.spade_channels)
+
+
+def build_image_unet(cfg: ImageModelConfig):
+    from monai.networks.nets import SPADEDiffusionModelUNet
+
+    return SPADEDiffusionModelUNet(spatial_dims=3, in_channels=cfg.latent_channels,
+                                   out_channels=cfg.latent_channels, label_nc=NUM_LABELS,
+                                   channels=cfg.ldm_channels, attention_levels=cfg.ldm_attention,
+                                   num_res_blocks=cfg.ldm_res_blocks, num_head_channels=cfg.ldm_head_channels,
+                                   norm_num_groups=cfg.ldm_norm_groups, spade_intermediate_channels=cfg.spade_channels)
+
+
+def normalize_intensities(image: np.ndarray) -> np.ndarray:
+    """Scale to 0..1 by the 99.5th percentile of the non-zero voxels."""
+    nonzero = image[image > 0]
+    top = float(np.percentile(nonzero, 99.5)) if nonzero.size else 1.0
+    return np.clip(image / max(top, 1e-6), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,92 @@
+"""`ventkit train image-ae` and `ventkit train image-ldm`: the two stages of the image generator."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..anatomy.grid import GRIDS
+from ..io import Volume
+from ..models import choose_device
+from ..preview import save_preview
+from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
+from ..synthesis.mask_model import one_hot
+from .loop import LoopSettings, Run, train_loop
+from .mask import KL_WEIGHT, kl_loss, load_stage
+from .mask_data import MaskDataset
+
+
+def _pairs(data: MaskDataset, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (B, 1, X, Y, Z), one-hot label maps (B, 33, X, Y, Z)) of the cases `idx`."""
+    images = torch.stack([torch.from_numpy(data.images[i])[None] for i in idx]).to(device)
+    return images, torch.stack([one_hot(data.labels[i]) for i in idx]).to(device)
+
+
+def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: ImageModelConfig = ImageModelConfig(),
+                   batch_size: int = 1, lr: float = 1e-4, device: str = "auto", seed: int = 0) -> int:
+    """Train the SPADE autoencoder (L1 reconstruction + small KL) until the step or time budget."""
+    if not data.images:
+        raise ValueError("the image autoencoder needs a MaskDataset read with images=True")
+    device = choose_device(device)
+    torch.manual_seed(seed)
+    ae = build_image_autoencoder(cfg).to(device)
+    opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    run = Run(run_dir)
+    rng = np.random.default_rng(seed)
+
+    def step(i: int) -> dict:
+        x, seg = _pairs(data, rng.integers(len(data), size=batch_size), device)
+        recon, mu, sigma = ae(x, seg)
+        l1 = F.l1_loss(recon, x)
+        loss = l1 + KL_WEIGHT * kl_loss(mu, sigma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "l1": l1.item()}
+
+    def preview(i: int) -> None:
+        x, seg = _pairs(data, [0], device)
+        with torch.no_grad():
+            recon = ae.reconstruct(x, seg)[0, 0].cpu().numpy()
+        affine = GRIDS[cfg.grid].affine((0, 0, 0))
+        save_preview(run.folder / f"preview_{i:06d}.png", Volume(recon, affine), Volume(data.labels[0], affine),
+                     title=f"image autoencoder reconstruction, step {i}")
+
+    return train_loop(run, {"autoencoder": ae}, {"autoencoder": opt}, step, settings,
+                      {"config": cfg.to_dict(), "stage": "image-ae"}, preview)
+
+
+def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
+                    cfg: ImageModelConfig = ImageModelConfig(), batch_size: int = 2, lr: float = 1e-4,
+                    device: str = "auto", seed: int = 0) -> int:
+    """Train the SPADE latent diffusion model on the frozen autoencoder's latents, the label map as `seg`."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    device = choose_device(device)
+    torch.manual_seed(seed)
+    ae = load_stage(ae_run, "autoencoder", cfg, build_image_autoencoder).to(device)
+    with torch.no_grad():  # latent posterior of every image, sampled afresh at each step
+        posteriors = [ae.encode(torch.from_numpy(image)[None, None].to(device)) for image in data.images]
+    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+    scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
+    unet = build_image_unet(cfg).to(device)
+    opt = torch.optim.Adam(unet.parameters(), lr=lr)
+    scheduler = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, schedule="scaled_linear_beta",
+                              beta_start=0.0015, beta_end=0.0195)
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def step(i: int) -> dict:
+        idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
+        z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
+        noise = torch.randn(z.shape, generator=gen, device=device)
+        t = torch.randint(0, cfg.train_timesteps, (batch_size,), generator=gen, device=device)
+        seg = _pairs(data, idx.tolist(), device)[1]
+        loss = F.mse_loss(unet(scheduler.add_noise(z, noise, t), timesteps=t, seg=seg), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    return train_loop(Run(run_dir), {"unet": unet}, {"unet": opt}, step, settings,
+                      {"config": cfg.to_dict(), "stage": "image-ldm", "scale_factor": scale,
+                       "autoencoder": ae.state_dict()})
