@@ -175,17 +175,21 @@ def cmd_train_image_ldm(args) -> None:
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
-def cmd_export_mask(args) -> None:
+def cmd_export_generator(args) -> None:
+    from .synthesis.image_generator import export_image_weights
+    from .synthesis.image_model import ImageModelConfig
     from .synthesis.mask_generator import export_weights
     from .synthesis.mask_model import MaskModelConfig
     from .training.loop import Run
 
+    export, config = ((export_weights, MaskModelConfig) if args.generator == "mask"
+                      else (export_image_weights, ImageModelConfig))
     ae, ldm = Run(args.ae_run).load(), Run(args.ldm_run).load()
     if ae is None or ldm is None:
         raise VentkitError("both --ae-run and --ldm-run need a checkpoint.pt")
     card = {"training": {"autoencoder_steps": ae["step"], "diffusion_steps": ldm["step"], "data": args.data_note}}
-    path = export_weights(ldm["autoencoder"], ldm["modules"]["unet"], MaskModelConfig.from_dict(ldm["config"]),
-                          ldm["scale_factor"], args.out, card)
+    path = export(ldm["autoencoder"], ldm["modules"]["unet"], config.from_dict(ldm["config"]), ldm["scale_factor"],
+                  args.out, card)
     print(f"wrote {path} and its model card")
 
 
@@ -250,6 +254,18 @@ def cmd_synth_pair(args) -> None:
         got = json.loads(files["info"].read_text())["ventricles_ml"]["total"]
         print(f"{stem}: subject {pair.info['subject']}, requested {args.volume:.1f} mL, got {got:.1f} mL")
         print("wrote " + ", ".join(str(p) for p in files.values()))
+
+
+def cmd_synth_image(args) -> None:
+    from .io import read_volume, write_volume
+    from .preview import save_preview
+    from .synthesis.image_generator import ImageGenerator
+
+    labels = read_volume(args.labelmap, labels=True)
+    image = ImageGenerator(args.model, device=args.device).sample(labels, args.seed, args.steps)
+    print(f"wrote {write_volume(image, args.out, dtype='float32')}")
+    if args.preview:
+        print(f"wrote {save_preview(args.preview, image, labels)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,12 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
     x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
     x.set_defaults(func=cmd_export_segment)
-    e = tsub.add_parser("export-mask", help="strip and ship the mask generator's weights with a model card")
-    e.add_argument("--ae-run", required=True)
-    e.add_argument("--ldm-run", required=True)
-    e.add_argument("--out", required=True, help="e.g. Resources/Models/mask_generator")
-    e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
-    e.set_defaults(func=cmd_export_mask)
+    for generator in ("mask", "image"):
+        e = tsub.add_parser(f"export-{generator}",
+                            help=f"strip and ship the {generator} generator's weights with a model card")
+        e.add_argument("--ae-run", required=True)
+        e.add_argument("--ldm-run", required=True)
+        e.add_argument("--out", required=True, help=f"e.g. Resources/Models/{generator}_generator")
+        e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
+        e.set_defaults(func=cmd_export_generator, generator=generator)
 
     s = sub.add_parser("synth", help="synthesize with the shipped generators")
     ssub = s.add_subparsers(dest="synth_command", required=True)
@@ -377,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", help="model folder (default: Resources/Models/mask_generator)")
     m.add_argument("--out", required=True)
     m.set_defaults(func=cmd_synth_mask)
+    im = ssub.add_parser("image", help="a T1 drawn for a given label map (on its grid and affine)")
+    im.add_argument("labelmap")
+    im.add_argument("--out", required=True, help="output image (.nii.gz or .nrrd)")
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--steps", type=int, default=50)
+    im.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    im.add_argument("--model", help="model folder (default: Resources/Models/image_generator)")
+    im.add_argument("--preview", help="also write a PNG preview here")
+    im.set_defaults(func=cmd_synth_image)
     q = ssub.add_parser("pair", help="T1 + 33-label map pairs for a requested ventricle volume")
     q.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL (5-300)")
     q.add_argument("--n", type=int, default=1)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import warnings
-from datetime import date
 from pathlib import Path
 
 import torch
 
 from ..anatomy.grid import GRIDS
-from ..io import Volume, atomic_path
+from ..io import Volume
+from ..models import models_dir
 from ..volumetry import ventricle_volumes_ml
-from ..models import WeightsError, choose_device, models_dir, verified_model, write_card
 from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
+from .weights import LoadedGenerator, export_generator
 
 MODEL_NAME = "mask_generator"
 
@@ -19,38 +19,14 @@ MODEL_NAME = "mask_generator"
 def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale_factor: float,
                    out_dir: str | Path, card: dict) -> Path:
     """Write fp16 weights (no optimizer state) and a model card with their sha256."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / "weights.pt"
-    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
-    with atomic_path(weights) as tmp:
-        torch.save({"config": cfg.to_dict(), "scale_factor": scale_factor,
-                    "autoencoder": half(ae_state), "unet": half(unet_state)}, tmp)
-    write_card(out_dir, {"name": MODEL_NAME, "date": date.today().isoformat(), "config": cfg.to_dict(), **card},
-               ["weights.pt"])
-    return weights
+    return export_generator(out_dir, MODEL_NAME, cfg.to_dict(), scale_factor, ae_state, unet_state, card)
 
 
-class MaskGenerator:
+class MaskGenerator(LoadedGenerator):
     """Volume-guided latent diffusion model drawing 33-label brain maps on its model grid."""
 
     def __init__(self, folder: str | Path | None = None, device: str = "auto"):
-        folder = Path(folder) if folder else models_dir() / MODEL_NAME
-        self.card = verified_model(folder)
-        path = folder / "weights.pt"
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.cfg = MaskModelConfig.from_dict(state["config"])
-            self.device = choose_device(device)
-            self.autoencoder = build_autoencoder(self.cfg)
-            self.autoencoder.load_state_dict({k: v.float() for k, v in state["autoencoder"].items()})
-            self.unet = build_unet(self.cfg)
-            self.unet.load_state_dict({k: v.float() for k, v in state["unet"].items()})
-        except (KeyError, RuntimeError) as exc:
-            raise WeightsError(f"{path}: weights do not match the mask generator ({exc})") from exc
-        self.autoencoder.to(self.device).eval()
-        self.unet.to(self.device).eval()
-        self.scale_factor = float(state["scale_factor"])
+        super().__init__(folder or models_dir() / MODEL_NAME, MaskModelConfig, build_autoencoder, build_unet, device)
         self.grid = GRIDS[self.cfg.grid]
 
     def clamp_volume(self, volume_ml: float) -> float:
