@@ -119,3 +119,30 @@ def test_cli_export_and_synth_image(trained, tmp_path, capsys):
                  "--model", str(model), "--steps", "2", "--device", "cpu"]) == 0
     image = read_volume(tmp_path / "t1.nii.gz")
     assert image.array.shape == labels.array.shape and np.allclose(image.affine, labels.affine)
+
+
+def test_diffusion_pairs_share_grid_and_name_their_backend(trained, generator, tmp_path):
+    import json
+
+    from ventkit.synthesis.mask_generator import export_weights
+    from ventkit.synthesis.mask_model import MaskModelConfig
+    from ventkit.synthesis.pairs import DiffusionSynthesizer, write_pair
+    from ventkit.training.mask import train_mask_ae, train_mask_ldm
+
+    root, data = trained
+    tiny_mask = MaskModelConfig(ae_channels=(8, 8, 8), ae_norm_groups=8, ldm_channels=(16, 16, 16),
+                                ldm_attention=(False, False, True), ldm_head_channels=8, ldm_norm_groups=8,
+                                train_timesteps=100)
+    settings = LoopSettings(max_steps=1, quiet=True)
+    train_mask_ae(data, tmp_path / "mask_ae", settings, tiny_mask, device="cpu")
+    train_mask_ldm(data, tmp_path / "mask_ae", tmp_path / "mask_ldm", settings, tiny_mask, batch_size=1, device="cpu")
+    ldm = Run(tmp_path / "mask_ldm").load()
+    export_weights(ldm["autoencoder"], ldm["modules"]["unet"], tiny_mask, ldm["scale_factor"], tmp_path / "mask",
+                   {"training": "test"})
+    synth = DiffusionSynthesizer(tmp_path / "mask", root / "model", device="cpu", steps=2)
+    pair = synth.sample(100.0, seed=4)
+    assert pair.image.array.shape == pair.segmentation.array.shape == (48, 64, 48)
+    assert np.allclose(pair.image.affine, pair.segmentation.affine)
+    files = write_pair(pair, tmp_path / "out", "p", preview=False)
+    info = json.loads(files["info"].read_text())
+    assert info["backend"] == "diffusion" and info["requested_ml"] == 100.0

@@ -178,7 +178,8 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         seed = random.randrange(2**31) if p.GetParameter("RandomSeed") == "true" else int(p.GetParameter("Seed"))
         self.ui.statusLabel.text = f"Generating (seed {seed})..."
         self._start("pairs", lambda: self.logic.startSynthesis(
-            float(p.GetParameter("VolumeMl")), seed, int(p.GetParameter("Count")), p.GetParameter("LabelMaps")))
+            float(p.GetParameter("VolumeMl")), seed, int(p.GetParameter("Count")), p.GetParameter("LabelMaps"),
+            p.GetParameter("Device"), float(p.GetParameter("Guidance")), int(p.GetParameter("Steps"))))
 
     def onExport(self):
         p = self.logic.getParameterNode()
@@ -255,29 +256,37 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         return node
 
     def volumeRangeMl(self):
-        """The ventricle volumes (mL) the synthesizer can draw."""
+        """The ventricle volumes (mL) the synthesizer can draw: the shipped mask generator's trained range."""
         try:
+            from ventkit.models import models_dir, read_card
             from ventkit.synthesis.pairs import AnatomySynthesizer
         except ImportError:  # dependencies not installed yet
             return 5.0, 300.0
+        if self.backendIsDiffusion():
+            return tuple(read_card(models_dir() / "mask_generator")["config"]["volume_range_ml"])
         return AnatomySynthesizer.volume_range_ml
 
     def backendIsDiffusion(self):
-        """Guidance, steps and device apply to the latent diffusion generators; the anatomy backend runs on CPU."""
-        return False
+        """Both diffusion generators are shipped; guidance, steps and device apply to them only."""
+        try:
+            from ventkit.synthesis.pairs import diffusion_available
+        except ImportError:  # dependencies not installed yet
+            return False
+        return diffusion_available()
 
     def _command(self, *args, labelMaps=""):
         from ventkit.jobs import ventkit_command
 
         return ventkit_command(*args, *(["--labels", labelMaps] if labelMaps else []), python=self.pythonExecutable)
 
-    def startSynthesis(self, volumeMl, seed=0, count=1, labelMaps=""):
+    def startSynthesis(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=3.0, steps=50):
         """Start `ventkit synth pair` into a temporary folder; returns the job."""
         from ventkit.jobs import ChildJob
 
         workDir = tempfile.mkdtemp(prefix="VentSynth_")
         command = self._command("synth", "pair", "--volume", f"{volumeMl:g}", "--n", count, "--seed", seed,
-                                "--grid", self.grid, "--out", os.path.join(workDir, "pairs"), labelMaps=labelMaps)
+                                "--grid", self.grid, "--device", device, "--guidance", f"{guidance:g}",
+                                "--steps", steps, "--out", os.path.join(workDir, "pairs"), labelMaps=labelMaps)
         job = ChildJob([command], workDir)
         job.expected = count
         job.pattern = os.path.join(workDir, "pairs", "*.json")
@@ -362,9 +371,9 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         chart.SetAttribute("VentSynth.cases", str(len(volumes)))
         return chart
 
-    def synthesizeAndLoad(self, volumeMl, seed=0, count=1, labelMaps=""):
+    def synthesizeAndLoad(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=3.0, steps=50):
         """Synchronous version of start/load (scripts, tests)."""
-        job = self.startSynthesis(volumeMl, seed, count, labelMaps)
+        job = self.startSynthesis(volumeMl, seed, count, labelMaps, device, guidance, steps)
         try:
             job.wait()
             return self.loadPairs(job)

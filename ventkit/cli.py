@@ -245,7 +245,7 @@ def cmd_synth_mask(args) -> None:
 def cmd_synth_pair(args) -> None:
     from .synthesis.pairs import load_synthesizer, write_pair
 
-    synth = load_synthesizer(args.labels, args.grid)
+    synth = load_synthesizer(args.backend, args.labels, args.grid, args.device, args.guidance, args.steps)
     print(f"backend: {synth.name} ({synth.description})")
     for i in range(args.n):
         pair = synth.sample(args.volume, args.seed, i)
@@ -408,8 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL (5-300)")
     q.add_argument("--n", type=int, default=1)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--grid", choices=tuple(GRIDS), default="paper")
-    q.add_argument("--labels", help="folder of real label maps (default: $VENTKIT_DATA or ../shared)")
+    q.add_argument("--backend", choices=("auto", "diffusion", "anatomy"), default="auto",
+                   help="auto: the diffusion generators when shipped, else anatomy")
+    q.add_argument("--guidance", type=float, default=3.0, help="diffusion: classifier-free guidance scale")
+    q.add_argument("--steps", type=int, default=50, help="diffusion: DDIM steps")
+    q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="diffusion: device")
+    q.add_argument("--labels", help="anatomy: folder of real label maps (default: $VENTKIT_DATA or ../shared)")
+    q.add_argument("--grid", choices=tuple(GRIDS), default="paper", help="anatomy: output grid")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_synth_pair)
     return p

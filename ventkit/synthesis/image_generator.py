@@ -36,17 +36,11 @@ class ImageGenerator(LoadedGenerator):
     def sample(self, labels: Volume, seed: int = 0, steps: int = 50) -> Volume:
         """A T1 for `labels` (any grid and orientation): drawn on the model grid around the brain, then
         resampled onto the label map's grid and affine."""
-        from monai.inferers import LatentDiffusionInferer
-        from monai.networks.schedulers import DDIMScheduler
-
         labels = validate(labels, labels=True)  # dimensionality, NaN, spacing, unknown label values
         ras = reorient_to_ras(labels)
         model_affine = self.grid.affine(brain_center(ras))
         on_grid = to_segmentation(sample_labels(ras, model_affine, self.grid.shape))
-        scheduler = DDIMScheduler(num_train_timesteps=self.cfg.train_timesteps, schedule="scaled_linear_beta",
-                                  beta_start=0.0015, beta_end=0.0195, clip_sample=False)
-        scheduler.set_timesteps(steps, device=self.device)
-        inferer = LatentDiffusionInferer(scheduler, scale_factor=self.scale_factor)
+        scheduler, inferer = self.ddim(steps)
         shape = [1, self.cfg.latent_channels, *(s // 4 for s in self.grid.shape)]
         noise = torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(seed)).to(self.device)
         seg = one_hot(on_grid)[None].to(self.device)

@@ -40,14 +40,8 @@ class MaskGenerator(LoadedGenerator):
     def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float = 3.0,
                steps: int = 50) -> list[Volume]:
         """`n` label maps (RAS, model grid centred at the origin) for the requested volume."""
-        from monai.inferers import LatentDiffusionInferer
-        from monai.networks.schedulers import DDIMScheduler
-
         volume_ml = self.clamp_volume(volume_ml)
-        scheduler = DDIMScheduler(num_train_timesteps=self.cfg.train_timesteps, schedule="scaled_linear_beta",
-                                  beta_start=0.0015, beta_end=0.0195, clip_sample=False)
-        scheduler.set_timesteps(steps, device=self.device)
-        inferer = LatentDiffusionInferer(scheduler, scale_factor=self.scale_factor)
+        scheduler, inferer = self.ddim(steps)
         shape = [n, self.cfg.latent_channels, *(s // 4 for s in self.grid.shape)]
         gen = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(shape, generator=gen).to(self.device)

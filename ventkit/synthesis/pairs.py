@@ -1,9 +1,9 @@
 """Labeled brain-MRI pairs (T1 + 33-label map) for a requested ventricular volume.
 
-This is the API behind `ventkit synth pair` and the VentSynth Slicer panel. Until the latent diffusion
-generators ship, pairs come from the anatomy backend: a training subject's real label map, randomly
-deformed, its ventricles resized to the requested volume, and a T1 rendered from it SynthSeg-style.
-Every pair says which backend drew it.
+This is the API behind `ventkit synth pair` and the VentSynth Slicer panel. Two backends: *diffusion*
+(the volume-guided mask generator, then the SPADE image generator for its label map) once both are
+shipped, and *anatomy* (a training subject's real label map, randomly deformed, its ventricles resized
+to the requested volume, and a T1 rendered from it SynthSeg-style). Every pair says which drew it.
 """
 from __future__ import annotations
 
@@ -50,9 +50,7 @@ class AnatomySynthesizer:
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
-        lo, hi = self.volume_range_ml
-        if not lo <= volume_ml <= hi:
-            raise InputError("--volume", f"{volume_ml:g} mL is outside the range {lo:g}-{hi:g} mL")
+        _check_range(volume_ml, self.volume_range_ml)
         rng = np.random.default_rng([seed, index])
         subject = self.subjects[int(rng.integers(len(self.subjects)))]
         source = load_subject(str(self.paths[subject]))
@@ -64,8 +62,55 @@ class AnatomySynthesizer:
         return Pair(case.image, case.segmentation, info)
 
 
-def load_synthesizer(label_dir: str | Path | None = None, grid: str = "paper") -> AnatomySynthesizer:
-    """The pair synthesizer available here."""
+class DiffusionSynthesizer:
+    """Pairs drawn by the two latent diffusion models: label map for the volume, then a T1 for that map."""
+
+    name = "diffusion"
+    description = "volume-guided mask latent diffusion model, then the SPADE image latent diffusion model"
+
+    def __init__(self, mask_model: str | Path | None = None, image_model: str | Path | None = None,
+                 device: str = "auto", guidance: float = 3.0, steps: int = 50):
+        from .image_generator import ImageGenerator
+        from .mask_generator import MaskGenerator
+
+        self.masks = MaskGenerator(mask_model, device)
+        self.images = ImageGenerator(image_model, device)
+        self.volume_range_ml = self.masks.cfg.volume_range_ml
+        self.guidance, self.steps = guidance, steps
+
+    def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
+        """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
+        _check_range(volume_ml, self.volume_range_ml)
+        pair_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps)[0]
+        image = self.images.sample(labels, pair_seed, self.steps)
+        info = {"backend": self.name, "backend_description": self.description, "subject": "generated",
+                "seed": seed, "index": index, "grid": self.masks.cfg.grid, "requested_ml": volume_ml,
+                "measured_ml": round(self.masks.ventricle_ml(labels), 3), "guidance": self.guidance,
+                "steps": self.steps}
+        return Pair(image, labels, info)
+
+
+def _check_range(volume_ml: float, volume_range_ml) -> None:
+    lo, hi = volume_range_ml
+    if not lo <= volume_ml <= hi:
+        raise InputError("--volume", f"{volume_ml:g} mL is outside the range {lo:g}-{hi:g} mL")
+
+
+def diffusion_available() -> bool:
+    """Both generators are shipped (their model cards are in place)."""
+    from ..models import models_dir
+
+    return all((models_dir() / f"{name}_generator" / "model_card.json").is_file() for name in ("mask", "image"))
+
+
+def load_synthesizer(backend: str = "auto", label_dir: str | Path | None = None, grid: str = "paper",
+                     device: str = "auto", guidance: float = 3.0, steps: int = 50):
+    """`diffusion` when both generators are shipped (or asked for), else `anatomy`."""
+    if backend == "diffusion" or (backend == "auto" and diffusion_available()):
+        return DiffusionSynthesizer(device=device, guidance=guidance, steps=steps)
+    if backend not in ("auto", "anatomy"):
+        raise InputError("--backend", f"unknown backend '{backend}' (auto, diffusion or anatomy)")
     return AnatomySynthesizer(label_dir, grid)
 
 
