@@ -197,3 +197,15 @@ def test_model_folder_runs_in_stock_nnunet_layout(tiny_model):
     assert set(card["files"]) == set(MODEL_FILES)
     assert card["architecture"]["spacing_mm"] == [2.0, 2.0, 2.0]
     assert os.path.getsize(tiny_model / MODEL_FILES[2]) < 16e6
+
+
+def test_resumed_run_keeps_its_settings(tmp_path):
+    """A run resumes only with the schedule it started with; the weights it started from stay on record."""
+    from ventkit.training.segmenter import train_segmenter
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "settings.json").write_text(json.dumps({"name": "X", "epochs": 5, "iterations": 1,
+                                                   "init_from": "/elsewhere/checkpoint.pth"}))
+    with pytest.raises(InputError, match="was started with"):
+        train_segmenter([tmp_path / "data"], run, "X", epochs=6, iterations=1, device="cpu")

@@ -192,12 +192,14 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
     device = choose_device(device)
     settings_file = run / "settings.json"
     settings = {"name": name, "epochs": epochs, "iterations": iterations}
-    if init_from:
-        settings["init_from"] = str(Path(init_from).resolve())
     if settings_file.is_file():
         saved = json.loads(settings_file.read_text())
-        if saved != settings:
+        if {k: saved.get(k) for k in settings} != settings:
             raise InputError(run, f"was started with {saved}; resume with the same settings or use a new --run")
+        settings = saved  # keeps the weights it started from on record; they matter only to a new run
+    elif init_from:
+        settings["init_from"] = str(Path(init_from).resolve())
+    init_from = settings.get("init_from")
     if device == "cpu":
         os.environ.setdefault("nnUNet_n_proc_DA", "1")
         torch.set_num_threads(os.cpu_count() or 1)
