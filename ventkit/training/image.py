@@ -11,6 +11,7 @@ from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
 from ..synthesis.mask_model import one_hot
+from .latent import train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask import KL_WEIGHT, kl_loss, load_stage
 from .mask_data import MaskDataset
@@ -60,33 +61,14 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                     cfg: ImageModelConfig = ImageModelConfig(), batch_size: int = 2, lr: float = 1e-4,
                     device: str = "auto", seed: int = 0) -> int:
     """Train the SPADE latent diffusion model on the frozen autoencoder's latents, the label map as `seg`."""
-    from monai.networks.schedulers import DDPMScheduler
-
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_image_autoencoder).to(device)
-    with torch.no_grad():  # latent posterior of every image, sampled afresh at each step
-        posteriors = [ae.encode(torch.from_numpy(image)[None, None].to(device)) for image in data.images]
-    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
-    scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
     unet = build_image_unet(cfg).to(device)
-    opt = torch.optim.Adam(unet.parameters(), lr=lr)
-    scheduler = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    inputs = [torch.from_numpy(image)[None, None] for image in data.images]
 
-    def step(i: int) -> dict:
-        idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
-        z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
-        noise = torch.randn(z.shape, generator=gen, device=device)
-        t = torch.randint(0, cfg.train_timesteps, (batch_size,), generator=gen, device=device)
-        seg = _pairs(data, idx.tolist(), device)[1]
-        loss = F.mse_loss(unet(scheduler.add_noise(z, noise, t), timesteps=t, seg=seg), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+    def predict(noisy, t, idx, gen):
+        return unet(noisy, timesteps=t, seg=_pairs(data, idx.tolist(), device)[1])
 
-    return train_loop(Run(run_dir), {"unet": unet}, {"unet": opt}, step, settings,
-                      {"config": cfg.to_dict(), "stage": "image-ldm", "scale_factor": scale,
-                       "autoencoder": ae.state_dict()})
+    return train_latent_diffusion(run_dir, settings, ae, inputs, unet, predict, cfg.train_timesteps,
+                                  {"config": cfg.to_dict(), "stage": "image-ldm"}, batch_size, lr, device, seed)

@@ -11,6 +11,7 @@ from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
+from .latent import train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask_data import MaskDataset
 
@@ -71,35 +72,15 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                    cfg: MaskModelConfig = MaskModelConfig(), batch_size: int = 4, lr: float = 1e-4,
                    device: str = "auto", seed: int = 0) -> int:
     """Train the volume-conditioned latent diffusion model on the frozen autoencoder's latents."""
-    from monai.networks.schedulers import DDPMScheduler
-
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
-    with torch.no_grad():  # latent posterior of every map, sampled afresh at each step
-        posteriors = [ae.encode(one_hot(a)[None].to(device)) for a in data.labels]
-    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
-    scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
-    contexts = encode_volume(data.volumes_ml, cfg).to(device)
     unet = build_unet(cfg).to(device)
-    opt = torch.optim.Adam(unet.parameters(), lr=lr)
-    scheduler = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    contexts = encode_volume(data.volumes_ml, cfg).to(device)
 
-    def step(i: int) -> dict:
-        idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
-        z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
-        noise = torch.randn(z.shape, generator=gen, device=device)
-        t = torch.randint(0, cfg.train_timesteps, (batch_size,), generator=gen, device=device)
-        pred = unet(scheduler.add_noise(z, noise, t), timesteps=t,
-                    context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
-        loss = F.mse_loss(pred, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+    def predict(noisy, t, idx, gen):
+        return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    return train_loop(Run(run_dir), {"unet": unet}, {"unet": opt}, step, settings,
-                      {"config": cfg.to_dict(), "stage": "mask-ldm", "scale_factor": scale,
-                       "autoencoder": ae.state_dict()})
+    return train_latent_diffusion(run_dir, settings, ae, [one_hot(a)[None] for a in data.labels], unet, predict,
+                                  cfg.train_timesteps, {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size,
+                                  lr, device, seed)
