@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ..errors import InputError
@@ -33,6 +34,9 @@ MAX_PATCH = (64, 80, 64)
 CONFIGURATION = "3d_fullres"
 TARGET_SPACING = (2.0, 2.0, 2.0)
 DATASET_ID = 501
+# CE weight per nnU-Net class (background, lateral, inferior lateral, 3rd, 4th): about the inverse fourth
+# root of each class's voxel fraction in the training corpus, so rare structures are learnt, not outvoted
+CE_CLASS_WEIGHTS = (1.0, 2.0, 5.0, 5.0, 5.0)
 
 
 class VentkitPlanner(ExperimentPlanner):
@@ -55,7 +59,14 @@ class VentkitPlanner(ExperimentPlanner):
 
 
 class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
-    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline."""
+    """nnU-Net's default trainer with short epochs, a checkpoint per epoch and a deadline, and a loss that
+    keeps the small ventricles (inferior lateral, 3rd, 4th: 0.02-0.06 % of the voxels each) alive.
+
+    With nnU-Net's per-sample Dice, a patch without a structure punishes any voxel predicted as it, and
+    the CE gradient of a structure that rare is tiny: in our runs the three small classes collapsed to
+    p < 0.02 everywhere and stayed at Dice 0 for 1 800 iterations. Batch Dice (nnU-Net's own option) and
+    class-weighted CE (CE_CLASS_WEIGHTS) fix that.
+    """
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -65,6 +76,14 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.num_epochs = 100
         self.save_every = 1
         self.deadline: float | None = None
+
+    def _build_loss(self):
+        """nnU-Net's Dice + CE with batch Dice and CE_CLASS_WEIGHTS, wrapped for deep supervision as nnU-Net does."""
+        self.configuration_manager.configuration["batch_dice"] = True
+        loss = super()._build_loss()
+        ce = loss.loss.ce if isinstance(loss, DeepSupervisionWrapper) else loss.ce
+        ce.weight = torch.tensor(CE_CLASS_WEIGHTS, dtype=torch.float32, device=self.device)
+        return loss
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written atomically: a session ending mid-save keeps the previous one."""
