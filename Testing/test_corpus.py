@@ -94,16 +94,18 @@ def test_worker_processes_write_the_same_cases(tmp_path):
         np.testing.assert_array_equal(a.array, b.array)
 
 
-def test_terminated_cli_build_keeps_only_whole_cases(tmp_path):
-    """The Slicer panel's Cancel terminates `ventkit corpus build`; what stays must be whole cases."""
+@pytest.mark.parametrize("command", [["corpus", "build", "--volumes", "natural"],
+                                     ["synth", "dataset", "--backend", "anatomy", "--volumes", "20,40"]])
+def test_terminated_cli_build_keeps_only_whole_cases(tmp_path, command):
+    """The Slicer panel's Cancel terminates the dataset build; what stays must be whole cases."""
     import signal
     import subprocess
     import sys
     import time
 
     root = tmp_path / "Dataset995_Term"
-    proc = subprocess.Popen([sys.executable, "-m", "ventkit", "corpus", "build", "--out", str(root), "--n", "6",
-                             "--grid", "mask", "--volumes", "natural", "--seed", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "ventkit", *command, "--out", str(root), "--n", "6",
+                             "--grid", "mask", "--seed", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and not list((root / "meta").glob("*.json")):
         time.sleep(0.05)

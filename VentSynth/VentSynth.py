@@ -1,7 +1,7 @@
 """VentSynth: synthesize labeled brain MRI (T1 + 33-label map) at a chosen ventricular volume.
 
 The science lives in the pure-Python package `ventkit`. Synthesis runs as `python -m ventkit synth pair`
-(or `ventkit corpus build` for a whole nnU-Net dataset) in a child process: the GUI stays responsive,
+(or `ventkit synth dataset` for a whole nnU-Net dataset) in a child process: the GUI stays responsive,
 Cancel terminates it and ventkit removes what it had not finished. Results come back as a scalar volume
 node and a segmentation node with FreeSurfer's names and colours.
 """
@@ -189,7 +189,8 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = "Writing the dataset..."
         self._start("dataset", lambda: self.logic.startExport(
             p.GetParameter("BatchFolder"), int(p.GetParameter("BatchCount")), p.GetParameter("BatchVolumes"),
-            int(p.GetParameter("Seed")), p.GetParameter("LabelMaps")))
+            int(p.GetParameter("Seed")), p.GetParameter("LabelMaps"), p.GetParameter("Device"),
+            float(p.GetParameter("Guidance")), int(p.GetParameter("Steps"))))
 
     def onPoll(self):
         if self.job is None:
@@ -292,14 +293,16 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         job.pattern = os.path.join(workDir, "pairs", "*.json")
         return job
 
-    def startExport(self, datasetDir, count, volumes="uniform:5:300", seed=0, labelMaps=""):
-        """Start `ventkit corpus build` of `count` training cases into `datasetDir` (an nnU-Net raw dataset)."""
-        from ventkit.anatomy.corpus import parse_volumes
+    def startExport(self, datasetDir, count, volumes="uniform:5:300", seed=0, labelMaps="", device="auto",
+                    guidance=3.0, steps=50):
+        """Start `ventkit synth dataset` of `count` pairs into `datasetDir` (an nnU-Net raw dataset)."""
         from ventkit.jobs import ChildJob
+        from ventkit.synthesis.dataset import check_volume_spec
 
-        parse_volumes(volumes)  # a clear error before anything starts
-        command = self._command("corpus", "build", "--out", datasetDir, "--n", count, "--volumes", volumes,
-                                "--seed", seed, "--grid", self.grid, "--split", "train", labelMaps=labelMaps)
+        check_volume_spec(volumes, self.volumeRangeMl())  # a clear error before anything starts
+        command = self._command("synth", "dataset", "--out", datasetDir, "--n", count, "--volumes", volumes,
+                                "--seed", seed, "--grid", self.grid, "--device", device,
+                                "--guidance", f"{guidance:g}", "--steps", steps, labelMaps=labelMaps)
         job = ChildJob([command], tempfile.mkdtemp(prefix="VentSynth_"))
         job.expected = count
         job.pattern = os.path.join(datasetDir, "meta", "*.json")
@@ -337,7 +340,7 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
     def loadExport(self, job):
         """A bar chart node of the written dataset's measured ventricle volumes (its table holds the bins)."""
         if not job.succeeded():
-            raise RuntimeError(f"ventkit corpus build failed:\n{job.output()[-2000:]}")
+            raise RuntimeError(f"ventkit synth dataset failed:\n{job.output()[-2000:]}")
         return self.volumeHistogram(job.datasetDir)
 
     def volumeHistogram(self, datasetDir, bins=10):

@@ -256,6 +256,16 @@ def cmd_synth_pair(args) -> None:
         print("wrote " + ", ".join(str(p) for p in files.values()))
 
 
+def cmd_synth_dataset(args) -> None:
+    from .synthesis.dataset import build_synthetic_dataset
+    from .synthesis.pairs import load_synthesizer
+
+    synth = load_synthesizer(args.backend, args.labels, args.grid, args.device, args.guidance, args.steps)
+    print(f"backend: {synth.name} ({synth.description})")
+    dataset = build_synthetic_dataset(synth, args.out, args.n, args.volumes, args.seed)
+    print(f"wrote {dataset['numTraining']} cases to {args.out} (cases.csv: requested vs measured mL; volumes.png)")
+
+
 def cmd_synth_image(args) -> None:
     from .io import read_volume, write_volume
     from .preview import save_preview
@@ -407,6 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = ssub.add_parser("pair", help="T1 + 33-label map pairs for a requested ventricle volume")
     q.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL (5-300)")
     q.add_argument("--n", type=int, default=1)
+    _synthesizer_options(q)
+    q.set_defaults(func=cmd_synth_pair)
+    d = ssub.add_parser("dataset", help="an nnU-Net v2 raw dataset of synthesized pairs (VentSegment training)")
+    d.add_argument("--n", type=int, required=True)
+    d.add_argument("--volumes", default="uniform:5:300", help="uniform:A:B or a list 15,30,60 (mL)")
+    _synthesizer_options(d)
+    d.set_defaults(func=cmd_synth_dataset)
+    return p
+
+
+def _synthesizer_options(q: argparse.ArgumentParser) -> None:
+    from .anatomy.grid import GRIDS
+
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--backend", choices=("auto", "diffusion", "anatomy"), default="auto",
                    help="auto: the diffusion generators when shipped, else anatomy")
@@ -416,8 +439,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--labels", help="anatomy: folder of real label maps (default: $VENTKIT_DATA or ../shared)")
     q.add_argument("--grid", choices=tuple(GRIDS), default="paper", help="anatomy: output grid")
     q.add_argument("--out", required=True)
-    q.set_defaults(func=cmd_synth_pair)
-    return p
 
 
 def _interrupt(signum, frame):

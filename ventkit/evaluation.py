@@ -17,7 +17,8 @@ import numpy as np
 from .anatomy.corpus import build_corpus
 from .anatomy.nnunet import FILE_ENDING
 from .anatomy.subjects import default_priors_dir
-from .io import atomic_path, read_volume, write_text
+from .io import read_volume, write_text
+from .preview import pyplot, save_figure
 from .labels import VENTRICLE_IDS
 from .progress import Callback, track
 from .segmentation.segment import Segmenter
@@ -119,11 +120,7 @@ def _csv(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Bland-Altman (left) and predicted-vs-true scatter (right), one colour per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ba, sc) = plt.subplots(1, 2, figsize=(11, 4.5))
     top = max(max(r["true_ml"], r["pred_ml"]) for r in rows) * 1.05
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -142,10 +139,7 @@ def plot(rows: list[dict], path: Path) -> Path:
            title="predicted vs true")
     ba.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_results(rows: list[dict], out_dir: str | Path) -> dict[str, Path]:

@@ -9,6 +9,24 @@ from .io import Volume, atomic_path, reorient_to_ras
 from .labels import SEGMENTATION_LABELS
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write `fig` as a PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
+
+
 def label_colours() -> np.ndarray:
     lut = np.zeros((max(lab.id for lab in SEGMENTATION_LABELS) + 1, 3), np.float32)
     for lab in SEGMENTATION_LABELS:
@@ -19,10 +37,6 @@ def label_colours() -> np.ndarray:
 def save_preview(path: str | Path, image: Volume | None = None, labels: Volume | None = None,
                  title: str = "") -> Path:
     """Axial, coronal and sagittal slices through the ventricles' centre (or the volume's centre)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from scipy.ndimage import binary_erosion
 
     ref = reorient_to_ras(labels if labels is not None else image)
@@ -35,6 +49,7 @@ def save_preview(path: str | Path, image: Volume | None = None, labels: Volume |
     sx, sy, sz = ref.spacing
     views = [("axial", lambda a: a[:, :, center[2]], sy / sx), ("coronal", lambda a: a[:, center[1], :], sz / sx),
              ("sagittal", lambda a: a[center[0], :, :], sz / sy)]
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
     for ax, (name, cut, aspect) in zip(axes, views):
         if img is not None:
@@ -53,7 +68,4 @@ def save_preview(path: str | Path, image: Volume | None = None, labels: Volume |
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.93) if title else None)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=80)
