@@ -209,3 +209,18 @@ def test_resumed_run_keeps_its_settings(tmp_path):
                                                    "init_from": "/elsewhere/checkpoint.pth"}))
     with pytest.raises(InputError, match="was started with"):
         train_segmenter([tmp_path / "data"], run, "X", epochs=6, iterations=1, device="cpu")
+
+
+def test_default_model_is_augmented_or_the_best_shipped(tmp_path, monkeypatch):
+    from ventkit.segmentation.segment import default_model
+
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path))
+    said = []
+    assert default_model(said.append) == "augmented" and not said  # nothing shipped: the loader says what is missing
+    for name in ("real", "synthetic"):
+        (tmp_path / f"ventsegment_{name}").mkdir()
+        (tmp_path / f"ventsegment_{name}" / "model_card.json").write_text("{}")
+    assert default_model(said.append) == "synthetic" and "augmented model is not shipped" in said[0]
+    (tmp_path / "ventsegment_augmented").mkdir()
+    (tmp_path / "ventsegment_augmented" / "model_card.json").write_text("{}")
+    assert default_model(said.append) == "augmented" and len(said) == 1

@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("segment", help="segment the ventricles of scans; write labels and volumes")
     g.add_argument("images", nargs="+", help="NIfTI, NRRD or FreeSurfer .mgz scans")
     g.add_argument("--out", required=True, help="output folder")
-    g.add_argument("--model", default="augmented", help="augmented (default), real, synthetic, synthseg or samseg")
+    g.add_argument("--model", help="augmented (default; until it is shipped, the best shipped model), real, "
+                                    "synthetic, synthseg or samseg")
     g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.set_defaults(func=cmd_segment)

@@ -36,9 +36,23 @@ def model_folder(name: str) -> Path:
     return models_dir() / f"ventsegment_{name}"
 
 
-def load_segmenter(model: str = "augmented", device: str = "auto", notify=print,
+def shipped_models() -> list[str]:
+    """The nnU-Net models whose weights are shipped, best first (augmented, synthetic, real)."""
+    return [m for m in ("augmented", "synthetic", "real") if (model_folder(m) / "model_card.json").is_file()]
+
+
+def default_model(notify=print) -> str:
+    """`augmented`; until it is shipped, the best shipped nnU-Net model (said through `notify`)."""
+    shipped = shipped_models()
+    if not shipped or shipped[0] == "augmented":
+        return "augmented"
+    notify(f"the augmented model is not shipped yet: using the {shipped[0]} model")
+    return shipped[0]
+
+
+def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
                    folder: str | Path | None = None) -> Segmenter:
-    """A segmenter by name; `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline;
+    """A segmenter by name (default: `default_model()`); `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline;
     `samseg` is an installed SAMSEG (`ventkit install-samseg`).
 
     With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
@@ -46,6 +60,7 @@ def load_segmenter(model: str = "augmented", device: str = "auto", notify=print,
     from .predictor import VentricleSegmenter
     from .references import InstalledSamseg, InstalledSynthSeg, find_samseg, find_synthseg
 
+    model = model or default_model(notify)
     if folder is not None:
         seg = VentricleSegmenter(folder, device)
         seg.description = f"nnU-Net model {folder}"
