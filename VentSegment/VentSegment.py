@@ -5,6 +5,7 @@ in a separate process (the GUI stays responsive, Cancel kills it, ventkit writes
 and the results come back as a segmentation node and a table node.
 """
 import json
+import logging
 import os
 import shutil
 import sys
@@ -266,8 +267,17 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         node = ScriptedLoadableModuleLogic.getParameterNode(self)
         for key, value in PARAMETER_DEFAULTS.items():
             if not node.GetParameter(key):
-                node.SetParameter(key, value)
+                node.SetParameter(key, self.defaultModel() if key == "Model" else value)
         return node
+
+    @staticmethod
+    def defaultModel():
+        """augmented; until it is shipped, the best shipped model."""
+        try:
+            from ventkit.segmentation.segment import default_model
+        except ImportError:  # dependencies not installed yet
+            return PARAMETER_DEFAULTS["Model"]
+        return default_model(notify=logging.info)
 
     # dependencies
     def missingPackages(self):

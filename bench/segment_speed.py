@@ -1,14 +1,14 @@
 """Benchmark of `ventkit segment` on a 1 mm 256^3 T1: wall time and peak memory, against stock nnU-Net.
 
-    python bench/segment_speed.py [--model augmented | --model-dir DIR] [--subject training_seg_03]
+    python bench/segment_speed.py [--model NAME | --model-dir DIR] [--subject training_seg_03]
 
 A T1 is rendered at 1 mm from a hold-out label map (256^3, the shared maps' own grid). Each contender
 runs in its own process so that its peak resident memory is its own:
   ventkit    `ventkit segment` (reorient, nnU-Net preprocessing, one sliding-window pass, probabilities
              resampled to the input grid, volumes, files)
   stock      `nnUNetv2_predict_from_modelfolder` on the same model folder, nnU-Net's defaults (mirroring
-             TTA over the axes the checkpoint allows: none for models trained by `nnUNetTrainerVentkit`,
-             whose labels are left/right-specific; older checkpoints allow all three)
+             TTA over the axes the checkpoint allows: all three for `nnUNetTrainerVentkit`, whose classes
+             are side-agnostic; it writes those classes, ventkit adds the left/right split)
   stock-noTTA the same with --disable_tta (ventkit's setting)
 Targets (issue 5): ventkit <= 60 s and <= 6 GB on the 2-core CPU.
 """
@@ -50,13 +50,13 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="augmented", help="shipped model name")
+    ap.add_argument("--model", help="shipped model name (default: the default model of `ventkit segment`)")
     ap.add_argument("--model-dir", help="an nnU-Net model folder instead of a shipped model")
     ap.add_argument("--subject", default="training_seg_03")
     args = ap.parse_args()
-    from ventkit.segmentation.segment import model_folder
+    from ventkit.segmentation.segment import default_model, model_folder
 
-    folder = Path(args.model_dir) if args.model_dir else model_folder(args.model)
+    folder = Path(args.model_dir) if args.model_dir else model_folder(args.model or default_model())
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
