@@ -224,3 +224,12 @@ def test_default_model_is_augmented_or_the_best_shipped(tmp_path, monkeypatch):
     (tmp_path / "ventsegment_augmented").mkdir()
     (tmp_path / "ventsegment_augmented" / "model_card.json").write_text("{}")
     assert default_model(said.append) == "augmented" and len(said) == 1
+
+
+def test_ce_class_weights_favour_small_ventricles_then_anneal_to_plain_ce():
+    from ventkit.training.segmenter import CE_CLASS_WEIGHTS, ce_class_weights
+
+    assert ce_class_weights(0, 20) == CE_CLASS_WEIGHTS and min(CE_CLASS_WEIGHTS[2:]) > CE_CLASS_WEIGHTS[1] > 1
+    middle = ce_class_weights(8, 20)
+    assert all(1 < m < w for m, w in zip(middle[1:], CE_CLASS_WEIGHTS[1:]))
+    assert ce_class_weights(15, 20) == ce_class_weights(19, 20) == (1.0,) * len(CE_CLASS_WEIGHTS)

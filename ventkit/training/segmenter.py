@@ -34,9 +34,18 @@ MAX_PATCH = (64, 80, 64)
 CONFIGURATION = "3d_fullres"
 TARGET_SPACING = (2.0, 2.0, 2.0)
 DATASET_ID = 501
-# CE weight per nnU-Net class (background, lateral, inferior lateral, 3rd, 4th): about the inverse fourth
-# root of each class's voxel fraction in the training corpus, so rare structures are learnt, not outvoted
-CE_CLASS_WEIGHTS = (1.0, 2.0, 5.0, 5.0, 5.0)
+# CE weight per nnU-Net class (background, lateral, inferior lateral, 3rd, 4th) at the start of training,
+# about the inverse square root of each small structure's voxel fraction (0.02-0.06 %), so that rare
+# structures are learnt, not outvoted; annealed to 1 by 3/4 of the schedule so that the final model's
+# probabilities, and hence its volumes, are not biased towards them
+CE_CLASS_WEIGHTS = (1.0, 2.0, 30.0, 30.0, 30.0)
+CE_WEIGHTS_UNTIL = 0.75
+
+
+def ce_class_weights(epoch: int, num_epochs: int) -> tuple[float, ...]:
+    """CE_CLASS_WEIGHTS at epoch 0, linearly down to all ones at CE_WEIGHTS_UNTIL of the schedule."""
+    f = max(0.0, 1.0 - epoch / (CE_WEIGHTS_UNTIL * num_epochs))
+    return tuple(1.0 + (w - 1.0) * f for w in CE_CLASS_WEIGHTS)
 
 
 class VentkitPlanner(ExperimentPlanner):
@@ -65,7 +74,7 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
     With nnU-Net's per-sample Dice, a patch without a structure punishes any voxel predicted as it, and
     the CE gradient of a structure that rare is tiny: in our runs the three small classes collapsed to
     p < 0.02 everywhere and stayed at Dice 0 for 1 800 iterations. Batch Dice (nnU-Net's own option) and
-    class-weighted CE (CE_CLASS_WEIGHTS) fix that.
+    class-weighted CE (ce_class_weights, annealed to plain CE) fix that.
     """
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
@@ -78,12 +87,17 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.deadline: float | None = None
 
     def _build_loss(self):
-        """nnU-Net's Dice + CE with batch Dice and CE_CLASS_WEIGHTS, wrapped for deep supervision as nnU-Net does."""
+        """nnU-Net's Dice + CE with batch Dice, wrapped for deep supervision as nnU-Net does."""
         self.configuration_manager.configuration["batch_dice"] = True
-        loss = super()._build_loss()
-        ce = loss.loss.ce if isinstance(loss, DeepSupervisionWrapper) else loss.ce
-        ce.weight = torch.tensor(CE_CLASS_WEIGHTS, dtype=torch.float32, device=self.device)
-        return loss
+        return super()._build_loss()
+
+    def on_epoch_start(self) -> None:
+        """Set this epoch's CE class weights (see ce_class_weights), then nnU-Net's epoch start."""
+        weights = ce_class_weights(self.current_epoch, self.num_epochs)
+        ce = self.loss.loss.ce if isinstance(self.loss, DeepSupervisionWrapper) else self.loss.ce
+        ce.weight = torch.tensor(weights, dtype=torch.float32, device=self.device)
+        self.print_to_log_file(f"CE class weights {', '.join(f'{w:.1f}' for w in weights)}")
+        super().on_epoch_start()
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written atomically: a session ending mid-save keeps the previous one."""
