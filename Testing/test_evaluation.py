@@ -22,14 +22,19 @@ def test_dice_and_score_on_known_arrays():
 
 
 def test_summary_and_table():
-    rows = [{"model": "a", "error_ml": e, "dice": d, "dice_lateral": d} for e, d in ((-2, 0.8), (4, 0.9))] + \
-           [{"model": "b", "error_ml": 1, "dice": 0.95, "dice_lateral": 0.96}]
+    rows = [{"model": "a", "set": k, "error_ml": e, "dice": d, "dice_lateral": d}
+            for k, e, d in (("x", -2, 0.8), ("y", 4, 0.9))] + \
+           [{"model": "b", "set": "x", "error_ml": 1, "dice": 0.95, "dice_lateral": 0.96}]
     s = {x["model"]: x for x in summarize(rows)}
     assert s["a"]["mae_ml"] == 3.0 and s["a"]["bias_ml"] == 1.0 and s["a"]["n"] == 2
     assert s["a"]["mae_sd_ml"] == pytest.approx(np.std([2, 4], ddof=1))
     assert s["b"]["dice"] == 0.95
     table = markdown_table(summarize(rows))
     assert "| a | 2 | 3.00 ± 1.41 | +1.00 |" in table
+    per_set = summarize(rows, by=("model", "set"))
+    assert [(x["model"], x["set"], x["n"], x["mae_ml"]) for x in per_set] == [("a", "x", 1, 2.0), ("a", "y", 1, 4.0),
+                                                                            ("b", "x", 1, 1.0)]
+    assert "| a | y | 1 | 4.00 ± 0.00 | +4.00 |" in markdown_table(per_set)
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +60,6 @@ def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_pa
                  "--model-dir", f"tiny={tiny_model}", "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "| tiny | 3 |" in printed
-    assert {p.name for p in out.iterdir()} == {"cases.csv", "summary.csv", "table.md", "bland_altman_scatter.png"}
+    assert {p.name for p in out.iterdir()} == {"cases.csv", "summary.csv", "summary_by_set.csv", "table.md",
+                                            "bland_altman_scatter.png"}
     assert (out / "bland_altman_scatter.png").read_bytes()[:4] == b"\x89PNG"

@@ -86,14 +86,15 @@ def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback
     return rows
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Per model: n, volume MAE ± SD (mL), mean signed error, Dice ± SD, lateral Dice."""
+def summarize(rows: list[dict], by: tuple[str, ...] = ("model",)) -> list[dict]:
+    """Per group of `by` (model, or model and hold-out set): n, volume MAE ± SD (mL), mean signed error,
+    Dice ± SD, lateral Dice."""
     out = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        r = [x for x in rows if x["model"] == model]
+    for group in dict.fromkeys(tuple(r[k] for k in by) for r in rows):
+        r = [x for x in rows if tuple(x[k] for k in by) == group]
         err = np.array([x["error_ml"] for x in r])
         d = np.array([x["dice"] for x in r])
-        out.append({"model": model, "n": len(r), "mae_ml": float(np.abs(err).mean()),
+        out.append({**dict(zip(by, group)), "n": len(r), "mae_ml": float(np.abs(err).mean()),
                     "mae_sd_ml": float(np.abs(err).std(ddof=1)) if len(r) > 1 else 0.0,
                     "bias_ml": float(err.mean()), "dice": float(d.mean()),
                     "dice_sd": float(d.std(ddof=1)) if len(r) > 1 else 0.0,
@@ -102,10 +103,13 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def markdown_table(summary: list[dict]) -> str:
-    lines = ["| model | cases | volume MAE ± SD (mL) | bias (mL) | Dice ± SD | lateral Dice |",
-             "|---|---|---|---|---|---|"]
+    """The paper's table; with a `set` column when the summary is per hold-out set."""
+    by_set = "set" in summary[0]
+    lines = ["| model |" + (" hold-out set |" if by_set else "") + " cases | volume MAE ± SD (mL) | bias (mL) | "
+             "Dice ± SD | lateral Dice |", "|---|" + ("---|" if by_set else "") + "---|---|---|---|---|"]
     for s in summary:
-        lines.append(f"| {s['model']} | {s['n']} | {s['mae_ml']:.2f} ± {s['mae_sd_ml']:.2f} | {s['bias_ml']:+.2f} | "
+        lines.append(f"| {s['model']} |" + (f" {s['set']} |" if by_set else "") +
+                     f" {s['n']} | {s['mae_ml']:.2f} ± {s['mae_sd_ml']:.2f} | {s['bias_ml']:+.2f} | "
                      f"{s['dice']:.3f} ± {s['dice_sd']:.3f} | {s['dice_lateral']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -144,9 +148,10 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 def write_results(rows: list[dict], out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
-    summary = summarize(rows)
+    summary, per_set = summarize(rows), summarize(rows, by=("model", "set"))
     files = {"cases": write_text(out / "cases.csv", _csv(rows)),
              "summary": write_text(out / "summary.csv", _csv(summary)),
-             "table": write_text(out / "table.md", markdown_table(summary)),
+             "summary_by_set": write_text(out / "summary_by_set.csv", _csv(per_set)),
+             "table": write_text(out / "table.md", markdown_table(summary) + "\n" + markdown_table(per_set)),
              "plot": plot(rows, out / "bland_altman_scatter.png")}
     return files
