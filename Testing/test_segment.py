@@ -229,7 +229,8 @@ def test_default_model_is_augmented_or_the_best_shipped(tmp_path, monkeypatch):
 def test_ce_class_weights_favour_small_ventricles_then_anneal_to_plain_ce():
     from ventkit.training.segmenter import CE_CLASS_WEIGHTS, ce_class_weights
 
-    assert ce_class_weights(0, 20) == CE_CLASS_WEIGHTS and min(CE_CLASS_WEIGHTS[2:]) > CE_CLASS_WEIGHTS[1] > 1
-    middle = ce_class_weights(8, 20)
+    assert ce_class_weights(0, 20) == ce_class_weights(12, 20) == CE_CLASS_WEIGHTS
+    assert min(CE_CLASS_WEIGHTS[2:]) > CE_CLASS_WEIGHTS[1] > 1
+    middle = ce_class_weights(15, 20)
     assert all(1 < m < w for m, w in zip(middle[1:], CE_CLASS_WEIGHTS[1:]))
-    assert ce_class_weights(15, 20) == ce_class_weights(19, 20) == (1.0,) * len(CE_CLASS_WEIGHTS)
+    assert ce_class_weights(18, 20) == ce_class_weights(19, 20) == (1.0,) * len(CE_CLASS_WEIGHTS)
