@@ -98,7 +98,7 @@ def render_ventsegment(out: Path, model_dir: str, volume_ml: float, seed: int) -
     (volume, _, info), = VentSynth.VentSynthLogic().synthesizeAndLoad(volume_ml, seed=seed)
     logic = VentSegment.VentSegmentLogic()
     logic.modelDir = model_dir
-    seg, table, warnings = logic.segmentAndLoad(volume, model="augmented", reference="none", device="cpu")
+    seg, table, warnings = logic.segmentAndLoad(volume, reference="none", device="cpu")
     from ventkit.labels import VENTRICLE_IDS
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), facecolor="black", gridspec_kw={"width_ratios": [1, 1, 1, 1.3]})
@@ -107,7 +107,7 @@ def render_ventsegment(out: Path, model_dir: str, volume_ml: float, seed: int) -
     rows = [[t.GetValue(r, c).ToString() for c in (0, 1)] for r in range(t.GetNumberOfRows())]
     axes[3].axis("off")
     axes[3].table(cellText=rows, colLabels=[t.GetColumn(c).GetName() for c in (0, 1)], loc="center").scale(1, 1.3)
-    fig.suptitle(f"VentSegment on a synthesized T1 (true total {info['ventricles_ml']['total']:.1f} mL)"
+    fig.suptitle(f"VentSegment ({Path(model_dir).name}) on a synthesized T1 (true total {info['ventricles_ml']['total']:.1f} mL)"
                  + (f" - {warnings[0]}" if warnings else ""), color="white")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     path = out / "VentSegment.png"
@@ -126,14 +126,14 @@ def main() -> None:
     p.add_argument("--volume", type=float, default=150.0)
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--dataset-pairs", type=int, default=24)
-    p.add_argument("--segment-model", help="nnU-Net model folder for the VentSegment view (default: shipped)")
+    p.add_argument("--segment-model", help="nnU-Net model folder for the VentSegment view (default: the shipped default model)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"wrote {render_ventsynth(out, args.volume, args.seed, args.dataset_pairs)}")
-    from ventkit.models import models_dir
+    from ventkit.segmentation.segment import default_model, model_folder
 
-    model = args.segment_model or models_dir() / "ventsegment_augmented"
+    model = args.segment_model or model_folder(default_model())
     if Path(model).is_dir():
         print(f"wrote {render_ventsegment(out, str(model), args.volume, args.seed)}")
     else:

@@ -300,8 +300,9 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         cmd = ventkit_command("segment", inputPath, "--out", outDir, "--device", device, python=self.pythonExecutable)
         return cmd + (["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model])
 
-    def startSegmentation(self, volumeNode, model="augmented", reference="synthseg", device="auto"):
-        """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any)."""
+    def startSegmentation(self, volumeNode, model=None, reference="synthseg", device="auto"):
+        """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any);
+        `model` None is the default model (augmented, or the best shipped one)."""
         from ventkit.io import write_volume
         from ventkit.jobs import ChildJob
 
@@ -310,7 +311,8 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         workDir = tempfile.mkdtemp(prefix="VentSegment_")
         inputPath = os.path.join(workDir, "scan.nii.gz")
         write_volume(volumeFromNode(volumeNode), inputPath)
-        commands = [self.segmentCommand(inputPath, os.path.join(workDir, "model"), model, device)]
+        commands = [self.segmentCommand(inputPath, os.path.join(workDir, "model"), model or self.defaultModel(),
+                                        device)]
         if reference != "none":
             commands.append(self.segmentCommand(inputPath, os.path.join(workDir, "reference"), reference, device))
         job = ChildJob(commands, workDir)
@@ -335,7 +337,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
                                          thresholdPercent)
         return seg, table, reports[0].get("warnings", []) + warnings
 
-    def segmentAndLoad(self, volumeNode, model="augmented", reference="synthseg", device="auto",
+    def segmentAndLoad(self, volumeNode, model=None, reference="synthseg", device="auto",
                        thresholdPercent=10.0):
         """Synchronous version of start/load (scripts, tests)."""
         job = self.startSegmentation(volumeNode, model, reference, device)
@@ -461,7 +463,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         write_volume(Volume(out, ref.affine, path), path)
         return path
 
-    def batchSegment(self, folder, csvPath, model="augmented", device="auto", progress=None):
+    def batchSegment(self, folder, csvPath, model=None, device="auto", progress=None):
         """Every scan in `folder` -> label maps beside the CSV and one CSV row of volumes each; the count."""
         from ventkit.segmentation.segment import load_segmenter, segment_folder
 
