@@ -234,3 +234,16 @@ def test_ce_class_weights_favour_small_ventricles_then_anneal_to_plain_ce():
     middle = ce_class_weights(15, 20)
     assert all(1 < m < w for m, w in zip(middle[1:], CE_CLASS_WEIGHTS[1:]))
     assert ce_class_weights(18, 20) == ce_class_weights(19, 20) == (1.0,) * len(CE_CLASS_WEIGHTS)
+
+
+def test_export_puts_this_models_metrics_in_its_card(tiny_model, tmp_path):
+    evaluation = tmp_path / "metrics.json"
+    evaluation.write_text(json.dumps({"tiny": {"holdout": {"n": 3, "mae_ml": 1.5}}, "other": {"holdout": {}}}))
+    real_mri = tmp_path / "fsaverage.json"
+    real_mri.write_text(json.dumps({"tiny": {"fsaverage": {"lateral_dice": 0.9}}}))
+    out = tmp_path / "model"
+    args = ["train", "export-segment", "--run", str(tiny_model.parent / "run"), "--out", str(out), "--name", "tiny"]
+    assert main([*args, "--metrics", str(evaluation), str(real_mri)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["metrics"] == {"holdout": {"n": 3, "mae_ml": 1.5}, "fsaverage": {"lateral_dice": 0.9}}
+    assert main([*args[:-1], "absent", "--metrics", str(evaluation)]) == 2

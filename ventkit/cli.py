@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import VentkitError
+from .errors import InputError, VentkitError
 
 
 def _flatten(report: dict) -> dict:
@@ -224,6 +224,14 @@ def cmd_export_segment(args) -> None:
     from .training.segmenter import export_segmenter
 
     card = {"name": args.name, "training_data": args.data_note}
+    metrics = {}
+    for path in args.metrics or []:
+        found = json.loads(Path(path).read_text()).get(args.name)
+        if found is None:
+            raise InputError(path, f"holds no metrics for model '{args.name}'")
+        metrics.update(found)
+    if metrics:
+        card["metrics"] = metrics
     out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished)
     print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
 
@@ -384,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--name", required=True)
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
     x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
+    x.add_argument("--metrics", nargs="*", help="metrics.json of `ventkit evaluate` and/or the --json of "
+                                                "bench/real_mri.py; this model's entries go into the card")
     x.set_defaults(func=cmd_export_segment)
     for generator in ("mask", "image"):
         e = tsub.add_parser(f"export-{generator}",

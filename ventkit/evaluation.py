@@ -153,5 +153,13 @@ def write_results(rows: list[dict], out_dir: str | Path) -> dict[str, Path]:
              "summary": write_text(out / "summary.csv", _csv(summary)),
              "summary_by_set": write_text(out / "summary_by_set.csv", _csv(per_set)),
              "table": write_text(out / "table.md", markdown_table(summary) + "\n" + markdown_table(per_set)),
-             "plot": plot(rows, out / "bland_altman_scatter.png")}
+             "plot": plot(rows, out / "bland_altman_scatter.png"),
+             "metrics": write_text(out / "metrics.json", json.dumps(metrics_by_model(summary, per_set), indent=1))}
     return files
+
+
+def metrics_by_model(summary: list[dict], per_set: list[dict]) -> dict:
+    """{model: {"holdout": overall summary + "by_set"}}: what `train export-segment --metrics` puts in a card."""
+    strip = lambda row: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "model"}  # noqa: E731
+    return {s["model"]: {"holdout": {**strip(s), "by_set": [strip(x) for x in per_set if x["model"] == s["model"]]}}
+            for s in summary}
