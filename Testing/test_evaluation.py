@@ -61,5 +61,7 @@ def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_pa
     printed = capsys.readouterr().out
     assert "| tiny | 3 |" in printed
     assert {p.name for p in out.iterdir()} == {"cases.csv", "summary.csv", "summary_by_set.csv", "table.md",
-                                            "bland_altman_scatter.png"}
+                                            "bland_altman_scatter.png", "metrics.json"}
+    holdout = json.loads((out / "metrics.json").read_text())["tiny"]["holdout"]
+    assert holdout["n"] == 3 and len(holdout["by_set"]) == 3 and sum(x["n"] for x in holdout["by_set"]) == 3
     assert (out / "bland_altman_scatter.png").read_bytes()[:4] == b"\x89PNG"
