@@ -3,7 +3,7 @@
 The nodes come from the modules' own Logic running against Slicer's MRML (slicer-core, through
 `slicer_harness`), exactly as in the panel; the slice views are drawn with matplotlib from those nodes.
 
-    python Testing/render_panels.py --out Resources/Screenshots [--segment-model DIR]
+    python Testing/render_panels.py --out Resources/Screenshots [--panels VentSegment] [--segment-model DIR]
 """
 from __future__ import annotations
 
@@ -127,10 +127,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--dataset-pairs", type=int, default=24)
     p.add_argument("--segment-model", help="nnU-Net model folder for the VentSegment view (default: the shipped default model)")
+    p.add_argument("--panels", nargs="*", choices=("VentSynth", "VentSegment"), default=["VentSynth", "VentSegment"])
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"wrote {render_ventsynth(out, args.volume, args.seed, args.dataset_pairs)}")
+    if "VentSynth" in args.panels:
+        print(f"wrote {render_ventsynth(out, args.volume, args.seed, args.dataset_pairs)}")
+    if "VentSegment" not in args.panels:
+        return
     from ventkit.segmentation.segment import default_model, model_folder
 
     model = args.segment_model or model_folder(default_model())
