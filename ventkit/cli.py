@@ -223,7 +223,7 @@ def cmd_train_segment(args) -> None:
 def cmd_export_segment(args) -> None:
     from .training.segmenter import export_segmenter
 
-    card = {"name": args.name, "training_data": args.data_note}
+    card = {"name": args.name, "training_data": args.data_note, "limitations": args.limitations}
     metrics = {}
     for path in args.metrics or []:
         found = json.loads(Path(path).read_text()).get(args.name)
@@ -391,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="e.g. Resources/Models/ventsegment_augmented")
     x.add_argument("--name", required=True)
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
+    x.add_argument("--limitations", default="", help="what the model does not do well, for the model card")
     x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
     x.add_argument("--metrics", nargs="*", help="metrics.json of `ventkit evaluate` and/or the --json of "
                                                 "bench/real_mri.py; this model's entries go into the card")

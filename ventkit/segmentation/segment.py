@@ -46,7 +46,9 @@ def default_model(notify=print) -> str:
     shipped = shipped_models()
     if not shipped or shipped[0] == "augmented":
         return "augmented"
-    notify(f"the augmented model is not shipped yet: using the {shipped[0]} model")
+    notify(f"the augmented model is not shipped yet: using the {shipped[0]} model"
+           + (", trained on natural ventricle volumes only: it underestimates enlarged ventricles (see its "
+              "model card)" if shipped[0] == "real" else ""))
     return shipped[0]
 
 

@@ -304,7 +304,8 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
         write_text(out_dir / f, (results / f).read_text())
     plans = json.loads((results / "plans.json").read_text())["configurations"][CONFIGURATION]
     log = ckpt["logging"]
-    n_params = int(sum(v.numel() for v in ckpt["network_weights"].values()))
+    # nnU-Net's U-Net reaches each conv by several names: count every tensor once
+    n_params = int(sum({v.data_ptr(): v.numel() for v in ckpt["network_weights"].values()}.values()))
     full = {"date": date.today().isoformat(), "framework": "nnU-Net v2 (nnunetv2)", "configuration": CONFIGURATION,
             "architecture": {"class": plans["architecture"]["network_class_name"], "parameters": n_params,
                              "features_per_stage": plans["architecture"]["arch_kwargs"]["features_per_stage"],
