@@ -54,8 +54,8 @@ def default_model(notify=print) -> str:
 
 def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
                    folder: str | Path | None = None) -> Segmenter:
-    """A segmenter by name (default: `default_model()`); `synthseg` is the installed SynthSeg, else ventkit's SynthSeg-recipe baseline;
-    `samseg` is an installed SAMSEG (`ventkit install-samseg`).
+    """A segmenter by name (default: `default_model()`); `synthseg` is the installed SynthSeg, else
+    ventkit's SynthSeg-recipe baseline; `samseg` is an installed SAMSEG (`ventkit install-samseg`).
 
     With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
     """
