@@ -247,3 +247,10 @@ def test_export_puts_this_models_metrics_in_its_card(tiny_model, tmp_path):
     card = json.loads((out / "model_card.json").read_text())
     assert card["metrics"] == {"holdout": {"n": 3, "mae_ml": 1.5}, "fsaverage": {"lateral_dice": 0.9}}
     assert main([*args[:-1], "absent", "--metrics", str(evaluation)]) == 2
+
+
+def test_exported_checkpoint_has_its_card_beside_it(tiny_model):
+    from ventkit.models import verified_model
+
+    fold = (tiny_model / MODEL_FILES[2]).parent
+    assert verified_model(fold)["files"] == {MODEL_FILES[2].split("/")[-1]: verified_model(tiny_model)["files"][MODEL_FILES[2]]}

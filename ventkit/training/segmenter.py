@@ -278,7 +278,8 @@ def half_shared(state: dict) -> dict:
 
 
 def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False) -> Path:
-    """Ship a trained run: nnU-Net's folder layout, fp16 weights, no optimizer state, a model card."""
+    """Ship a trained run: nnU-Net's folder layout, fp16 weights, no optimizer state, a model card in the
+    model folder (sha256 of every file) and beside the checkpoint (its sha256)."""
     run, out_dir = Path(run), Path(out_dir)
     prepared = json.loads((run / "prepared.json").read_text())
     results = result_folder(run, prepared["dataset"])
@@ -318,4 +319,6 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
                 if log.get("dice_per_class_or_region") else None},
             **card}
     write_card(out_dir, full, list(MODEL_FILES))
+    # the same card beside the weights themselves, checksumming the checkpoint relative to its folder
+    write_card(out_dir / f"fold_{FOLD}", full, [CHECKPOINT])
     return out_dir
