@@ -24,13 +24,17 @@ _INDEX_OF_ID[list(SEGMENTATION_IDS)] = np.arange(NUM_LABELS)
 
 @dataclass(frozen=True)
 class MaskModelConfig:
-    """Sizes of both networks (defaults: COMPUTE.md's mask design at the 3.3 mm 'mask' grid)."""
+    """Sizes of both networks (defaults: COMPUTE.md's mask design at the 3.3 mm 'mask' grid).
+
+    The autoencoder's first level has 16 channels, not COMPUTE.md's 32: 1.6 instead of 4.2 s per
+    training step on the 2-core CPU, so it sees 2.6 times as many maps in a session.
+    """
 
     grid: str = "mask"
-    ae_channels: tuple[int, ...] = (32, 64, 64)
+    ae_channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 3
     ae_res_blocks: int = 1
-    ae_norm_groups: int = 16
+    ae_norm_groups: int = 8
     ldm_channels: tuple[int, ...] = (64, 128, 192)
     ldm_attention: tuple[bool, ...] = (False, True, True)
     ldm_res_blocks: int = 1

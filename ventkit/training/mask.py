@@ -30,7 +30,14 @@ def kl_loss(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskModelConfig = MaskModelConfig(),
                   batch_size: int = 1, lr: float = 1e-4, device: str = "auto", seed: int = 0) -> int:
-    """Train the label-map autoencoder (cross-entropy + small KL) until the step or time budget."""
+    """Train the label-map autoencoder (cross-entropy + soft Dice + small KL) until the step or time budget.
+
+    The Dice term weighs every label equally, so the small ones (inferior lateral ventricles, accumbens,
+    vessels) are reconstructed too, not only the voxel majority that cross-entropy favours.
+    """
+    from monai.losses import DiceLoss
+
+    dice = DiceLoss(softmax=True, include_background=False, batch=True)
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = build_autoencoder(cfg).to(device)
@@ -43,11 +50,12 @@ def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskM
         x = torch.stack([one_hot(a) for a in labels]).to(device)
         recon, mu, sigma = ae(x)
         ce = F.cross_entropy(recon, x.argmax(1))
-        loss = ce + KL_WEIGHT * kl_loss(mu, sigma)
+        soft_dice = dice(recon, x)
+        loss = ce + soft_dice + KL_WEIGHT * kl_loss(mu, sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.item(), "ce": ce.item()}
+        return {"loss": loss.item(), "ce": ce.item(), "dice": soft_dice.item()}
 
     def preview(i: int) -> None:
         with torch.no_grad():
