@@ -121,6 +121,21 @@ def cmd_resize(args) -> None:
     print(f"wrote {out}/{stem}_labels.nii.gz, {stem}_t1.nii.gz, {stem}_preview.png")
 
 
+def cmd_corpus_label_real(args) -> None:
+    from .anatomy.appearance import known_real_t1s, label_real_t1s
+    from .io import stem_of
+    from .segmentation.segment import load_segmenter
+
+    images = {stem_of(Path(p)): p for p in args.images} or known_real_t1s()
+    if not images:
+        raise InputError("images", "no T1 given and none found (pip install nilearn; apt install mricron-data)")
+    samseg = load_segmenter("samseg")
+    for name, path in images.items():
+        print(f"{name}: {path} -> {samseg.description} (minutes per scan)")
+    for path in label_real_t1s(images, args.out, samseg):
+        print(f"wrote {path}")
+
+
 def cmd_corpus_build(args) -> None:
     from .anatomy.corpus import build_corpus
 
@@ -352,10 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--split", choices=("train", "holdout"), default="train")
     b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
-    b.add_argument("--contrast", choices=("t1", "random"), default="t1")
+    b.add_argument("--contrast", choices=("t1", "random", "real"), default="t1",
+                   help="rendered T1, SynthSeg's random contrast, or each subject's own real T1 "
+                        "(a folder written by `corpus label-real`)")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random)")
     b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
     b.set_defaults(func=cmd_corpus_build)
+
+    lr_ = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")
+    lr_.add_argument("images", nargs="*", help="T1 scans (default: the MNI152 template in nilearn and "
+                                               "Debian's Colin27, where installed)")
+    lr_.add_argument("--out", required=True, help="subject folder: <name>.nii.gz labels, images/<name>.nii.gz")
+    lr_.set_defaults(func=cmd_corpus_label_real)
 
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
     tsub = t.add_subparsers(dest="train_command", required=True)

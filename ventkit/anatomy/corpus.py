@@ -1,4 +1,4 @@
-"""Build the anatomy corpus: deformed, ventricle-resized label maps with rendered images."""
+"""Build the anatomy corpus: deformed, ventricle-resized label maps with rendered (or real, warped) images."""
 from __future__ import annotations
 
 import time
@@ -12,13 +12,15 @@ from ..errors import InputError
 from ..io import Volume
 from ..labels import TO_SEGMENTATION, VENTRICLE_IDS, to_segmentation
 from ..progress import Callback, track
+from .appearance import load_subject_image
 from .deform import DeformationSpec, RandomDeformation
-from .grid import GRIDS, Grid, sample_labels
+from .grid import GRIDS, Grid, sample_image, sample_labels
 from .nnunet import NnUNetDatasetWriter
-from .render import RenderSpec, load_generation_classes, render
+from .render import RenderSpec, acquire, load_generation_classes, render
 from .subjects import list_subjects, load_subject, split_subjects
 from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
+CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast, the subject's own T1
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
 
 
@@ -62,31 +64,52 @@ class Case:
     info: dict
 
 
-def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
-                deformation: DeformationSpec | None = DeformationSpec(),
-                flows: SubjectFlows | None = None, tol: float = 0.01) -> tuple[Volume, dict]:
-    """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred)."""
+def _deform(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
+            deformation: DeformationSpec | None, flows: SubjectFlows | None, tol: float):
+    """The grid's affine and the transform chain (random deformation, ventricle flow) for one case."""
     center = brain_center(source)
     affine = grid.affine(center)
     chain = [] if deformation is None else [RandomDeformation.draw(rng, center, grid.extent_mm, deformation)]
-    voxel_ml = float(np.prod(grid.spacing)) / 1000
-    info: dict = {"requested_ml": target_ml}
     if target_ml is not None:
+        voxel_ml = float(np.prod(grid.spacing)) / 1000
         flows = flows or SubjectFlows(source)
         measure = lambda tr: ventricle_ml(sample_labels(source, affine, grid.shape, chain + [tr]), voxel_ml)  # noqa: E731
         tr, _ = resize_transform(flows, target_ml, measure, tol=tol)
         chain = chain + [tr]
+    return affine, chain
+
+
+def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
+                deformation: DeformationSpec | None = DeformationSpec(),
+                flows: SubjectFlows | None = None, tol: float = 0.01, image: Volume | None = None):
+    """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred).
+
+    Returns (labels, info), or (labels, info, image) when the subject's real `image` is given: it is
+    warped through the same transforms, so its intensities move with the tissue.
+    """
+    affine, chain = _deform(source, grid, target_ml, rng, deformation, flows, tol)
     generation = sample_labels(source, affine, grid.shape, chain)
-    info["measured_ml"] = round(ventricle_ml(generation, voxel_ml), 3)
-    return Volume(generation, affine, source.source), info
+    info = {"requested_ml": target_ml,
+            "measured_ml": round(ventricle_ml(generation, float(np.prod(grid.spacing)) / 1000), 3)}
+    labels = Volume(generation, affine, source.source)
+    if image is None:
+        return labels, info
+    return labels, info, labels.with_array(sample_image(image, affine, grid.shape, chain))
 
 
 def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
               render_spec: RenderSpec = RenderSpec(), generation_classes=None,
-              flows: SubjectFlows | None = None) -> Case:
-    """One training/test pair: resized, deformed labels and a rendered image on `grid`."""
-    generation, info = make_labels(source, grid, target_ml, rng, flows=flows)
-    image, params = render(generation.array, grid.spacing, rng, render_spec, generation_classes)
+              flows: SubjectFlows | None = None, real_image: Volume | None = None) -> Case:
+    """One training/test pair: resized, deformed labels and an image on `grid`: rendered from the
+    labels, or with `real_image`, the subject's own T1 warped with them (then acquired the same way)."""
+    if real_image is None:
+        generation, info = make_labels(source, grid, target_ml, rng, flows=flows)
+        image, params = render(generation.array, grid.spacing, rng, render_spec, generation_classes)
+    else:
+        generation, info, warped = make_labels(source, grid, target_ml, rng, flows=flows, image=real_image)
+        scale = float(np.percentile(warped.array, 99.5)) or 1.0
+        image, params = acquire(np.clip(warped.array / scale, 0, None), grid.spacing, rng, render_spec)
+        params = {"contrast": "real", **params}
     seg = generation.with_array(to_segmentation(generation.array))
     return Case(generation.with_array(image), seg, generation, {**info, **params})
 
@@ -112,6 +135,7 @@ class CorpusJob:
         sample_volume = parse_volumes(self.volumes)
         test = self.split == "holdout"
         flows: SubjectFlows | None = None
+        real_image: Volume | None = None
         for i in indices:
             case_id = f"{self.split}_{i:04d}"
             if writer.has_case(case_id, test):
@@ -122,9 +146,10 @@ class CorpusJob:
             source = load_subject(self.paths[k])
             if flows is None or flows.labels is not source:
                 flows = SubjectFlows(source)
+                real_image = load_subject_image(self.paths[k]) if self.contrast == "real" else None
             t0 = time.time()
             case = make_case(source, GRIDS[self.grid], target, rng, RenderSpec(contrast=self.contrast),
-                             self.classes, flows)
+                             self.classes, flows, real_image)
             info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
                     "seconds": round(time.time() - t0, 2)}
             writer.add_case(case_id, case.image, case.segmentation, info, test=test)
@@ -147,11 +172,16 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--split", f"unknown split '{split}' (use train or holdout)")
     if n < 1:
         raise InputError("--n", "need at least one case")
+    if contrast not in CONTRASTS:
+        raise InputError("--contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
     parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]
     if not names:
         raise InputError(label_dir or "label maps", f"no {split} subjects")
+    if contrast == "real":
+        for s in names:
+            load_subject_image(subjects[s])  # every subject needs its T1: fail before writing anything
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
                                   f"contrast {contrast}, seed {seed}", split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),

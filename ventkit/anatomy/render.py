@@ -119,7 +119,13 @@ def render(labels: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSp
     means = np.array([stats[v][0] for v in values], np.float32)[lut_idx]
     stds = np.array([stats[v][1] for v in values], np.float32)[lut_idx]
     img = means + stds * rng.standard_normal(labels.shape, dtype=np.float32)
-    img = gaussian_filter(img, spec.blur_voxels)
+    img, params = acquire(gaussian_filter(img, spec.blur_voxels), spacing, rng, spec)
+    return img, {"contrast": spec.contrast, **params}
+
+
+def acquire(img: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSpec = RenderSpec()) -> tuple[np.ndarray, dict]:
+    """The acquisition half of `render` for any tissue image: slice thickness, bias, gamma, noise; [0, 1]."""
+    spacing = np.asarray(spacing, float)
     axis = int(rng.integers(3))
     thickness = float(rng.uniform(*spec.thickness_mm))
     if thickness > spacing[axis] * 1.2:
@@ -129,13 +135,12 @@ def render(labels: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSp
         factor = [1.0, 1.0, 1.0]
         factor[axis] = spacing[axis] / thickness
         low = zoom(img, factor, order=1)
-        img = zoom(low, [s / l for s, l in zip(labels.shape, low.shape)], order=1)
-    bias = np.exp(_smooth_random_field(labels.shape, rng, spec.bias_std)).astype(np.float32)
+        img = zoom(low, [s / l for s, l in zip(img.shape, low.shape)], order=1)
+    bias = np.exp(_smooth_random_field(img.shape, rng, spec.bias_std)).astype(np.float32)
     img = np.clip(img, 0, None) * bias
     scale = float(np.percentile(img, 99.5)) or 1.0
     img = np.clip(img / scale, 0, 1)
     img = img ** float(np.exp(rng.normal(0, spec.gamma_std)))
     noise = float(rng.uniform(*spec.noise_std))
-    img = np.clip(img + noise * rng.standard_normal(labels.shape, dtype=np.float32), 0, 1)
-    params = {"contrast": spec.contrast, "slice_axis": axis, "thickness_mm": round(thickness, 2), "noise": round(noise, 4)}
-    return img.astype(np.float32), params
+    img = np.clip(img + noise * rng.standard_normal(img.shape, dtype=np.float32), 0, 1)
+    return img.astype(np.float32), {"slice_axis": axis, "thickness_mm": round(thickness, 2), "noise": round(noise, 4)}

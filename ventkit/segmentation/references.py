@@ -59,7 +59,8 @@ class ExternalSegmenter:
     def output(self, out: Path) -> Path:
         raise NotImplementedError
 
-    def segment(self, volume: Volume) -> Volume:
+    def whole_brain(self, volume: Volume) -> Volume:
+        """The command's whole label map, read back as int16 on its own grid (labels not ours included)."""
         with tempfile.TemporaryDirectory(prefix=f"ventkit_{self.name}_") as tmp:
             scan, out = Path(tmp) / "scan.nii.gz", Path(tmp) / "out"
             out.mkdir()
@@ -70,8 +71,12 @@ class ExternalSegmenter:
                 tail = (proc.stderr.strip() or proc.stdout.strip())[-500:]
                 raise VentkitError(f"{self.command} failed (exit {proc.returncode}): {tail}")
             found = read_volume(result)
-        # their maps hold labels that are not ours (SAMSEG: skull 165, head 258, eyes 259): keep ventricles
-        ventricles = only_ventricles(found.with_array(np.rint(found.array).astype(np.int16)))
+        return found.with_array(np.rint(found.array).astype(np.int16))
+
+    def segment(self, volume: Volume) -> Volume:
+        """The ventricles on the scan's grid (their maps hold labels that are not ours, e.g. SAMSEG's
+        skull 165, head 258, eyes 259; only the ventricles are kept)."""
+        ventricles = only_ventricles(self.whole_brain(volume))
         return volume.with_array(sample_labels(ventricles, volume.affine, volume.array.shape).astype(np.int16))
 
 
