@@ -146,3 +146,20 @@ def test_diffusion_pairs_share_grid_and_name_their_backend(trained, generator, t
     files = write_pair(pair, tmp_path / "out", "p", preview=False)
     info = json.loads(files["info"].read_text())
     assert info["backend"] == "diffusion" and info["requested_ml"] == 100.0
+
+
+def test_all_generator_stages_in_one_budget(tmp_path):
+    from test_mask_generator import TINY as TINY_MASK
+    from ventkit.training.generators import STAGES, train_generators
+
+    build_corpus(tmp_path / "corpus", n=2, volumes="natural", seed=0, grid="mask", quiet=True)
+    corpus = [tmp_path / "corpus"]
+    steps = dict.fromkeys(STAGES, 2)
+    kw = dict(device="cpu", mask_cfg=TINY_MASK, image_cfg=TINY, log=lambda *_: None)
+    assert train_generators(corpus, corpus, tmp_path / "runs", 10, steps, **kw) == steps
+    more = {**steps, "mask_ae": 3}
+    assert train_generators(corpus, corpus, tmp_path / "runs", 10, more, **kw) == more  # resumed, not redone
+    # a stage that misses its target within the budget stops the chain: no diffusion on a half autoencoder
+    reached = train_generators(corpus, None, tmp_path / "short", 0.25, {**steps, "mask_ae": 10**6}, **kw)
+    assert list(reached) == ["mask_ae"] and reached["mask_ae"] < 10**6
+    assert not (tmp_path / "short" / "mask_ldm").exists()

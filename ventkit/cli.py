@@ -152,12 +152,26 @@ def _loop_settings(args):
                         preview_every=args.preview_every)
 
 
+def _optim(args) -> dict:
+    """Batch size and learning rate where given; else each stage's own default."""
+    return {k: v for k, v in (("batch_size", args.batch), ("lr", args.lr)) if v is not None}
+
+
+def cmd_train_generators(args) -> None:
+    from .training.generators import STAGES, train_generators
+
+    steps = dict(zip(STAGES, args.steps))
+    reached = train_generators(args.data, args.image_data, args.runs, args.minutes, steps, args.device,
+                               args.checkpoint_minutes)
+    print(f"stages reached: {reached}; checkpoints under {args.runs}")
+
+
 def cmd_train_mask_ae(args) -> None:
     from .training.mask import train_mask_ae
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data)
-    step = train_mask_ae(data, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr, device=args.device)
+    step = train_mask_ae(data, args.run, _loop_settings(args), device=args.device, **_optim(args))
     print(f"mask autoencoder: step {step} of {args.steps} on {len(data)} maps; checkpoint in {args.run}")
 
 
@@ -166,8 +180,7 @@ def cmd_train_mask_ldm(args) -> None:
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data)
-    step = train_mask_ldm(data, args.ae_run, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr,
-                          device=args.device)
+    step = train_mask_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device, **_optim(args))
     print(f"mask diffusion model: step {step} of {args.steps} on {len(data)} maps; checkpoint in {args.run}")
 
 
@@ -176,7 +189,7 @@ def cmd_train_image_ae(args) -> None:
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data, images=True)
-    step = train_image_ae(data, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr, device=args.device)
+    step = train_image_ae(data, args.run, _loop_settings(args), device=args.device, **_optim(args))
     print(f"image autoencoder: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
@@ -185,8 +198,7 @@ def cmd_train_image_ldm(args) -> None:
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data, images=True)
-    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), batch_size=args.batch, lr=args.lr,
-                           device=args.device)
+    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device, **_optim(args))
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
@@ -395,10 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
         a.add_argument("--checkpoint-minutes", type=float, default=5.0)
         a.add_argument("--preview-every", type=int, default=500)
-        a.add_argument("--batch", type=int, default=batch)
-        a.add_argument("--lr", type=float, default=1e-4)
+        a.add_argument("--batch", type=int, help=f"batch size (default {batch})")
+        a.add_argument("--lr", type=float, help="learning rate (default: the stage's own)")
         a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         a.set_defaults(func=func)
+    a = tsub.add_parser("generators", help="all four generator stages in order in one time budget "
+                                           "(resumable; the entry point for a lent GPU)")
+    a.add_argument("--data", nargs="+", required=True, help="corpus folders for the mask generator")
+    a.add_argument("--image-data", nargs="*", help="corpus folders with images for the image generator "
+                                                   "(without: the mask stages only)")
+    a.add_argument("--runs", required=True, help="folder of the four run folders (mask_ae, mask_ldm, ...)")
+    a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call, all stages")
+    a.add_argument("--steps", type=int, nargs=4, default=(12000, 20000, 10000, 20000), metavar="N",
+                   help="step targets of mask_ae, mask_ldm, image_ae, image_ldm")
+    a.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    a.set_defaults(func=cmd_train_generators)
     g = tsub.add_parser("segment", help="train a VentSegment nnU-Net (nnU-Net v2 planner/trainer, CPU-sized)")
     g.add_argument("--data", nargs="+", required=True, help="nnU-Net raw datasets to train on (merged)")
     g.add_argument("--run", required=True, help="run folder holding nnU-Net's raw/preprocessed/results; resumed")

@@ -16,19 +16,20 @@ from .mask_model import NUM_LABELS
 
 @dataclass(frozen=True)
 class ImageModelConfig:
-    """Sizes of both networks (defaults: the 3.3 mm 'mask' grid, like the mask generator)."""
+    """Sizes of both networks (defaults: the 3.3 mm 'mask' grid and CPU-sized channels, like the mask
+    generator's)."""
 
     grid: str = "mask"
-    ae_channels: tuple[int, ...] = (32, 64, 64)
+    ae_channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 3
     ae_res_blocks: int = 1
-    ae_norm_groups: int = 16
-    spade_channels: int = 32
-    ldm_channels: tuple[int, ...] = (64, 128, 192)
+    ae_norm_groups: int = 8
+    spade_channels: int = 16
+    ldm_channels: tuple[int, ...] = (32, 64, 128)
     ldm_attention: tuple[bool, ...] = (False, False, True)
     ldm_res_blocks: int = 1
     ldm_head_channels: int = 32
-    ldm_norm_groups: int = 32
+    ldm_norm_groups: int = 16
     train_timesteps: int = 1000
 
     def to_dict(self) -> dict:

@@ -29,7 +29,7 @@ def kl_loss(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskModelConfig = MaskModelConfig(),
-                  batch_size: int = 1, lr: float = 1e-4, device: str = "auto", seed: int = 0) -> int:
+                  batch_size: int = 1, lr: float = 5e-4, device: str = "auto", seed: int = 0) -> int:
     """Train the label-map autoencoder (cross-entropy + soft Dice + small KL) until the step or time budget.
 
     The Dice term weighs every label equally, so the small ones (inferior lateral ventricles, accumbens,
