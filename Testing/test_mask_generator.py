@@ -85,3 +85,23 @@ def test_corrupted_weights_are_rejected(trained, tmp_path):
     (folder / "model_card.json").unlink()
     with pytest.raises(WeightsError, match="model card not found"):
         MaskGenerator(folder, device="cpu")
+
+
+def test_export_writes_losses_and_benchmark_metrics_into_the_card(trained, tmp_path):
+    import json
+
+    from ventkit.cli import main
+
+    root, _ = trained
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"mask_generator": {"guidance_3": {"pearson_r": 0.97}}}))
+    assert main(["train", "export-mask", "--ae-run", str(root / "ae"), "--ldm-run", str(root / "ldm"),
+                 "--out", str(tmp_path / "model"), "--metrics", str(bench)]) == 0
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["metrics"]["guidance_3"]["pearson_r"] == 0.97
+    assert set(card["training"]["final_losses"]["autoencoder"]) == {"loss", "ce", "dice"}
+    MaskGenerator(tmp_path / "model", device="cpu")  # checksum of what was written
+    bench.write_text(json.dumps({"image_generator": {}}))
+    assert main(["train", "export-mask", "--ae-run", str(root / "ae"), "--ldm-run", str(root / "ldm"),
+                 "--out", str(tmp_path / "other"), "--metrics", str(bench)]) == 2  # no mask_generator entry
+    assert not (tmp_path / "other").exists()

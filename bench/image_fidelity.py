@@ -1,6 +1,6 @@
 """Benchmark of the shipped image generator: label fidelity, realism, diversity, time and memory per pair.
 
-    python bench/image_fidelity.py --real DIR [--pairs 16] [--steps 50] [--device auto] [--figure PNG]
+    python bench/image_fidelity.py --real DIR [--pairs 16] [--steps 50] [--device auto] [--figure PNG] [--json FILE]
 
 `--real` is a subject folder of real T1s with their labels (`ventkit corpus label-real`). Prints, for
 `--pairs` generated pairs (mask generator, then image generator) across 15-250 mL:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import resource
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from ventkit.anatomy.corpus import brain_center
 from ventkit.anatomy.grid import GRIDS, sample_image, sample_labels
 from ventkit.anatomy.subjects import list_subjects, load_subject
 from ventkit.evaluation import dice
+from ventkit.io import write_text
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
 from ventkit.synthesis.pairs import AnatomySynthesizer, DiffusionSynthesizer
 
@@ -109,6 +111,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="auto")
     p.add_argument("--figure", help="PNG of generated slices beside real ones")
+    p.add_argument("--json", help="also write the figures here (for `ventkit train export-image --metrics`)")
     args = p.parse_args()
 
     synth = DiffusionSynthesizer(args.mask_model, args.image_model, args.device, steps=args.steps)
@@ -126,16 +129,19 @@ def main() -> None:
     real = list(real_on_grid(args.real, grid))
     means = fit_tissue_means(renders)
 
+    m = {"pairs": args.pairs, "ddim_steps": args.steps, "device": str(synth.masks.device),
+         "tissue_order_kept": float(np.mean([ordered(im, s) for im, s in generated])),
+         "tissue_classifier_agreement": float(np.mean([classifier_agreement(im, s, means) for im, s in generated]))}
     print("\nlabel fidelity")
-    print(f"  white > grey > ventricles     {np.mean([ordered(im, s) for im, s in generated]):8.2%} of images")
-    agree = [classifier_agreement(im, s, means) for im, s in generated]
-    print(f"  tissue classifier agreement   {np.mean(agree):8.2%} of brain voxels (target >= 80 %)")
+    print(f"  white > grey > ventricles     {m['tissue_order_kept']:8.2%} of images")
+    print(f"  tissue classifier agreement   {m['tissue_classifier_agreement']:8.2%} of brain voxels (target >= 80 %)")
     try:
         from ventkit.segmentation.segment import load_segmenter
 
         seg = load_segmenter(device=args.device)
         d = [dice(np.isin(seg.segment(im).array, VENTRICLE_IDS), np.isin(s.array, VENTRICLE_IDS))
              for im, s in volumes]
+        m["ventsegment_ventricle_dice"], m["ventsegment_model"] = float(np.mean(d)), seg.description
         print(f"  VentSegment ({seg.description}) ventricle Dice {np.mean(d):.3f} (target >= 0.85)")
     except Exception as exc:  # no shipped segmenter: say so, the rest still stands
         print(f"  VentSegment Dice: not measured ({exc})")
@@ -144,16 +150,22 @@ def main() -> None:
     real_values = np.concatenate([normalized_brain(im, s) for _, im, s in real])
     for name, group in (("generated", generated), ("renders", renders)):
         values = np.concatenate([normalized_brain(im, s) for im, s in group])
-        print(f"  {name:<12}{wasserstein_distance(values, real_values):8.4f}")
+        m[f"wasserstein_to_real_{name}"] = float(wasserstein_distance(values, real_values))
+        print(f"  {name:<12}{m[f'wasserstein_to_real_{name}']:8.4f}")
 
     labels = volumes[0][1]
     images = [synth.images.sample(labels, seed=s, steps=args.steps).array for s in range(args.seeds)]
     brain = labels.array > 0
     corr = [np.corrcoef(a[brain], b[brain])[0, 1] for a, b in itertools.combinations(images, 2)]
-    print(f"\ndiversity: mean pairwise correlation over {args.seeds} seeds {np.mean(corr):.4f} (target < 0.98); "
-          f"label order kept in {np.mean([ordered(im, labels.array) for im in images]):.0%}")
-    print(f"\ntime per pair (mask + image) {np.mean(seconds):.1f} s on {synth.masks.device}; "
-          f"peak memory {peak_memory_gb():.2f} GB")
+    m["seed_correlation"] = float(np.mean(corr))
+    m["seconds_per_pair"], m["peak_memory_gb"] = float(np.mean(seconds)), peak_memory_gb()
+    print(f"\ndiversity: mean pairwise correlation over {args.seeds} seeds {m['seed_correlation']:.4f} "
+          f"(target < 0.98); label order kept in {np.mean([ordered(im, labels.array) for im in images]):.0%}")
+    print(f"\ntime per pair (mask + image) {m['seconds_per_pair']:.1f} s on {synth.masks.device}; "
+          f"peak memory {m['peak_memory_gb']:.2f} GB")
+    if args.json:
+        write_text(args.json, json.dumps({"image_generator": {k: round(v, 4) if isinstance(v, float) else v
+                                                              for k, v in m.items()}}, indent=1))
     if args.figure:
         save_figure(Path(args.figure), [im for im, _ in generated[::max(1, len(generated) // 4)]],
                     [(n, im) for n, im, _ in real])

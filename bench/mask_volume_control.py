@@ -1,6 +1,6 @@
 """Benchmark of the shipped mask generator: volume control, plausibility, guidance, time per sample.
 
-    python bench/mask_volume_control.py [--model DIR] [--seeds 8] [--steps 50] [--device auto]
+    python bench/mask_volume_control.py [--model DIR] [--seeds 8] [--steps 50] [--device auto] [--json FILE]
 
 Prints, for requested volumes 15-250 mL x seeds: median absolute relative volume error and Pearson r
 (guidance 3 and 1), label presence, lateral-ventricle connectivity, left/right placement, and the
@@ -10,11 +10,13 @@ each lateral ventricle one component in >= 90 %.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 from scipy import ndimage
 
+from ventkit.io import write_text
 from ventkit.labels import LEFT_IDS, RIGHT_IDS, SEGMENTATION_IDS
 from ventkit.synthesis.mask_generator import MaskGenerator
 
@@ -59,6 +61,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="also write the figures here (for `ventkit train export-mask --metrics`)")
     args = p.parse_args()
     gen = MaskGenerator(args.model, device=args.device)
     print(f"mask generator {gen.card['files']['weights.pt'][:12]} on {gen.device}, {args.steps} DDIM steps")
@@ -73,6 +76,10 @@ def main() -> None:
             print(f"  {k:<24}{val:10.3f}")
     ratio = results[1.0]["median_rel_error"] / max(results[3.0]["median_rel_error"], 1e-9)
     print(f"\nvolume error, guidance 1 / guidance 3: {ratio:.2f}x (> 1 means guidance helps)")
+    if args.json:
+        metrics = {f"guidance_{g:g}": {k: round(v, 4) for k, v in r.items()} for g, r in results.items()}
+        write_text(args.json, json.dumps({"mask_generator": {**metrics, "seeds": args.seeds, "ddim_steps": args.steps,
+                                                             "device": str(gen.device)}}, indent=1))
 
 
 if __name__ == "__main__":

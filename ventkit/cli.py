@@ -214,7 +214,10 @@ def cmd_export_generator(args) -> None:
     ae, ldm = Run(args.ae_run).load(), Run(args.ldm_run).load()
     if ae is None or ldm is None:
         raise VentkitError("both --ae-run and --ldm-run need a checkpoint.pt")
-    card = {"training": {"autoencoder_steps": ae["step"], "diffusion_steps": ldm["step"], "data": args.data_note}}
+    card = {"training": {"autoencoder_steps": ae["step"], "diffusion_steps": ldm["step"], "data": args.data_note,
+                         "final_losses": {"autoencoder": Run(args.ae_run).recent_losses(),
+                                          "diffusion": Run(args.ldm_run).recent_losses()}},
+            **_card_metrics(args.metrics, f"{args.generator}_generator")}
     path = export(ldm["autoencoder"], ldm["modules"]["unet"], config.from_dict(ldm["config"]), ldm["scale_factor"],
                   args.out, card)
     print(f"wrote {path} and its model card")
@@ -247,18 +250,25 @@ def cmd_train_segment(args) -> None:
     print(f"segmenter {args.name}: epoch {r['epoch']} of {args.epochs}, {state}; nnU-Net folder {r['folder']}")
 
 
+BENCHES = {"mask": "mask_volume_control.py", "image": "image_fidelity.py"}
+
+
+def _card_metrics(paths, name: str) -> dict:
+    """{"metrics": ...} from the JSON files of `ventkit evaluate` / the benchmarks: their `name` entries."""
+    metrics = {}
+    for path in paths or []:
+        found = json.loads(Path(path).read_text()).get(name)
+        if found is None:
+            raise InputError(path, f"holds no metrics for model '{name}'")
+        metrics.update(found)
+    return {"metrics": metrics} if metrics else {}
+
+
 def cmd_export_segment(args) -> None:
     from .training.segmenter import export_segmenter
 
-    card = {"name": args.name, "training_data": args.data_note, "limitations": args.limitations}
-    metrics = {}
-    for path in args.metrics or []:
-        found = json.loads(Path(path).read_text()).get(args.name)
-        if found is None:
-            raise InputError(path, f"holds no metrics for model '{args.name}'")
-        metrics.update(found)
-    if metrics:
-        card["metrics"] = metrics
+    card = {"name": args.name, "training_data": args.data_note, "limitations": args.limitations,
+            **_card_metrics(args.metrics, args.name)}
     out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished)
     print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
 
@@ -450,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--ldm-run", required=True)
         e.add_argument("--out", required=True, help=f"e.g. Resources/Models/{generator}_generator")
         e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
+        e.add_argument("--metrics", nargs="*", help=f"--json of bench/{BENCHES[generator]}: "
+                                                    "its entries go into the card")
         e.set_defaults(func=cmd_export_generator, generator=generator)
 
     s = sub.add_parser("synth", help="synthesize with the shipped generators")

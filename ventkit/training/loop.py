@@ -45,6 +45,15 @@ class Run:
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
 
+    def recent_losses(self, last: int = 200) -> dict[str, float]:
+        """Mean of each logged loss over the last `last` steps ({} without a log)."""
+        if not self.loss_log.is_file():
+            return {}
+        with open(self.loss_log, newline="") as fh:
+            rows = list(csv.DictReader(fh))[-last:]
+        keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "seconds")]
+        return {k: round(sum(float(r[k]) for r in rows) / len(rows), 5) for k in keys}
+
     def log(self, rows: list[dict]) -> None:
         if not rows:
             return
