@@ -163,3 +163,20 @@ def test_all_generator_stages_in_one_budget(tmp_path):
     reached = train_generators(corpus, None, tmp_path / "short", 0.25, {**steps, "mask_ae": 10**6}, **kw)
     assert list(reached) == ["mask_ae"] and reached["mask_ae"] < 10**6
     assert not (tmp_path / "short" / "mask_ldm").exists()
+
+
+def test_packed_dataset_loads_the_same_pairs(trained, tmp_path):
+    from ventkit.errors import InputError
+
+    root, data = trained
+    packed = MaskDataset([data.pack(tmp_path / "pairs.npz")], images=True)
+    assert packed.volumes_ml == data.volumes_ml and packed.subjects == data.subjects
+    for a, b, ia, ib in zip(packed.labels, data.labels, packed.images, data.images):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(ia, ib, atol=1e-3)  # fp16 images
+    with pytest.raises(InputError, match="not the 'seg2mm' grid"):
+        MaskDataset([tmp_path / "pairs.npz"], grid="seg2mm")
+    maps = MaskDataset([root / "corpus"]).pack(tmp_path / "maps.npz")
+    assert len(MaskDataset([maps])) == 2  # maps only: enough for the mask generator, not the image one
+    with pytest.raises(InputError, match="without images"):
+        MaskDataset([maps], images=True)

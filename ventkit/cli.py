@@ -157,6 +157,15 @@ def _optim(args) -> dict:
     return {k: v for k, v in (("batch_size", args.batch), ("lr", args.lr)) if v is not None}
 
 
+def cmd_train_pack(args) -> None:
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data, images=args.images)
+    path = data.pack(args.out)
+    print(f"wrote {path}: {len(data)} maps{' with images' if args.images else ''}, "
+          f"{path.stat().st_size / 2 ** 20:.1f} MiB")
+
+
 def cmd_train_generators(args) -> None:
     from .training.generators import STAGES, train_generators
 
@@ -409,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         generator, stage = name.split("-")
         a = tsub.add_parser(name, help=f"train the {generator} generator's "
                                        f"{'autoencoder' if stage == 'ae' else 'diffusion model'}")
-        a.add_argument("--data", nargs="+", required=True, help="corpus folders (ventkit corpus build) to train on")
+        a.add_argument("--data", nargs="+", required=True,
+                       help="corpus folders (ventkit corpus build) to train on, or one .npz of `train pack`")
         a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
@@ -421,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--lr", type=float, help="learning rate (default: the stage's own)")
         a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         a.set_defaults(func=func)
+    k = tsub.add_parser("pack", help="pack corpus folders for the generators into one .npz (for --data)")
+    k.add_argument("--data", nargs="+", required=True, help="corpus folders")
+    k.add_argument("--out", required=True, help="FILE.npz; pass it as --data of the generator stages")
+    k.add_argument("--images", action="store_true", help="with the images (for the image generator)")
+    k.set_defaults(func=cmd_train_pack)
     a = tsub.add_parser("generators", help="all four generator stages in order in one time budget "
                                            "(resumable; the entry point for a lent GPU)")
     a.add_argument("--data", nargs="+", required=True, help="corpus folders for the mask generator")

@@ -8,19 +8,23 @@ import numpy as np
 
 from ..anatomy.grid import GRIDS, sample_image, sample_labels
 from ..errors import InputError
-from ..io import read_volume
+from ..io import atomic_path, read_volume
 from ..labels import VENTRICLE_IDS
 
 
 class MaskDataset:
     """All 33-label maps (`labelsFullTr`) of one or more corpus folders, on one model grid, in memory.
 
-    Hold-out cases (`labelsFullTs`) are never read. Each item is (label ids, ventricle mL on this grid);
+    Hold-out cases (`labelsFullTs`) are never read. A single `.npz` written by `pack` stands for the folders. Each item is (label ids, ventricle mL on this grid);
     with `images`, the case's image (`imagesTr`, scaled to 0..1) is resampled beside it into `self.images`.
     """
 
     def __init__(self, folders, grid: str = "mask", images: bool = False):
         self.grid = GRIDS[grid]
+        folders = [Path(f) for f in folders]
+        if len(folders) == 1 and folders[0].suffix == ".npz":
+            self._unpack(folders[0], grid, images)
+            return
         paths = sorted(p for f in folders for p in (Path(f) / "labelsFullTr").glob("*.nii.gz"))
         if not paths:
             raise InputError(", ".join(map(str, folders)), "no labelsFullTr/*.nii.gz training maps found "
@@ -43,6 +47,28 @@ class MaskDataset:
             self.labels.append(arr.astype(np.int16))
             self.volumes_ml.append(float(np.isin(arr, VENTRICLE_IDS).sum()) * voxel_ml)
             self.subjects.append(json.loads(meta.read_text()).get("subject", "") if meta.is_file() else "")
+
+    def pack(self, path: str | Path) -> Path:
+        """Write the maps (and images, as fp16) to one compressed `.npz`: a file that travels (to a lent
+        GPU) and loads in seconds instead of resampling every corpus case again."""
+        arrays = {"labels": np.stack(self.labels), "volumes_ml": np.array(self.volumes_ml),
+                  "subjects": np.array(self.subjects), "grid": np.array(self.grid.shape)}
+        if self.images:
+            arrays["images"] = np.stack(self.images).astype(np.float16)
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return Path(path)
+
+    def _unpack(self, path: Path, grid: str, images: bool) -> None:
+        with np.load(path) as z:
+            if tuple(z["grid"]) != tuple(self.grid.shape):
+                raise InputError(path, f"packed on a {tuple(z['grid'])} grid, not the '{grid}' grid")
+            if images and "images" not in z:
+                raise InputError(path, "packed without images (pack it with --images)")
+            self.labels, self.volumes_ml = list(z["labels"]), [float(v) for v in z["volumes_ml"]]
+            self.subjects = [str(v) for v in z["subjects"]]
+            self.images = [a.astype(np.float32) for a in z["images"]] if images else []
 
     def __len__(self) -> int:
         return len(self.labels)
