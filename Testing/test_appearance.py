@@ -61,7 +61,7 @@ def test_real_contrast_warps_the_t1_with_its_labels(real_folder, tmp_path):
     build_corpus(out, n=2, volumes="150", seed=3, grid="mask", contrast="real", label_dir=real_folder, quiet=True)
     for meta in sorted((out / "meta").glob("*.json")):
         info = json.loads(meta.read_text())
-        assert info["contrast"] == "real" and abs(info["measured_ml"] - 150) <= 3
+        assert info["contrast"] == "real" and info["thickness_mm"] == 1.0 and abs(info["measured_ml"] - 150) <= 3
         seg = read_volume(out / "labelsFullTr" / f"{info['case_id']}.nii.gz", labels=True).array
         img = read_volume(out / "imagesTr" / f"{info['case_id']}_0000.nii.gz").array
         # the enlarged ventricles are dark in the image: the T1 moved with its labels (a render would

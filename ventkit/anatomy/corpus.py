@@ -21,6 +21,9 @@ from .subjects import list_subjects, load_subject, split_subjects
 from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
 CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast, the subject's own T1
+# A real T1 is already blurred, biased and noisy as scanners make them: only mild extra variation
+REAL_ACQUISITION = RenderSpec(contrast="real", thickness_mm=(1.0, 1.0), bias_std=0.1, noise_std=(0.0, 0.02),
+                              gamma_std=0.05)
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
 
 
@@ -148,8 +151,8 @@ class CorpusJob:
                 flows = SubjectFlows(source)
                 real_image = load_subject_image(self.paths[k]) if self.contrast == "real" else None
             t0 = time.time()
-            case = make_case(source, GRIDS[self.grid], target, rng, RenderSpec(contrast=self.contrast),
-                             self.classes, flows, real_image)
+            spec = REAL_ACQUISITION if self.contrast == "real" else RenderSpec(contrast=self.contrast)
+            case = make_case(source, GRIDS[self.grid], target, rng, spec, self.classes, flows, real_image)
             info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
                     "seconds": round(time.time() - t0, 2)}
             writer.add_case(case_id, case.image, case.segmentation, info, test=test)

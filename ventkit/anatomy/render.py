@@ -57,7 +57,7 @@ TISSUE_OF_LABEL: dict[int, str] = {
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Ranges of the random acquisition; `contrast` is "t1" or "random"."""
+    """Ranges of the random acquisition; `contrast` is "t1" or "random" (or "real": `acquire` only)."""
 
     contrast: str = "t1"
     thickness_mm: tuple[float, float] = (1.0, 6.0)
