@@ -105,3 +105,16 @@ def test_export_writes_losses_and_benchmark_metrics_into_the_card(trained, tmp_p
     assert main(["train", "export-mask", "--ae-run", str(root / "ae"), "--ldm-run", str(root / "ldm"),
                  "--out", str(tmp_path / "other"), "--metrics", str(bench)]) == 2  # no mask_generator entry
     assert not (tmp_path / "other").exists()
+
+
+def test_slim_checkpoint_resumes_with_a_fresh_optimizer(trained, tmp_path):
+    from ventkit.training.loop import slim_checkpoint
+
+    root, data = trained
+    (tmp_path / "ldm").mkdir()
+    slim = slim_checkpoint(Run(root / "ldm"), tmp_path / "ldm" / "checkpoint.pt")
+    state = torch.load(slim, weights_only=False)
+    assert "optimizers" not in state and all(v.dtype == torch.float16 for v in state["modules"]["unet"].values()
+                                             if v.is_floating_point())
+    settings = LoopSettings(max_steps=3, quiet=True, preview_every=1000)
+    assert train_mask_ldm(data, root / "ae", tmp_path / "ldm", settings, TINY, batch_size=2, device="cpu") == 3

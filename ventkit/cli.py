@@ -166,6 +166,13 @@ def cmd_train_pack(args) -> None:
           f"{path.stat().st_size / 2 ** 20:.1f} MiB")
 
 
+def cmd_train_slim(args) -> None:
+    from .training.loop import Run, slim_checkpoint
+
+    path = slim_checkpoint(Run(args.run), args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MiB, fp16, no optimizer state)")
+
+
 def cmd_train_generators(args) -> None:
     from .training.generators import STAGES, train_generators
 
@@ -436,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="FILE.npz; pass it as --data of the generator stages")
     k.add_argument("--images", action="store_true", help="with the images (for the image generator)")
     k.set_defaults(func=cmd_train_pack)
+    k = tsub.add_parser("slim", help="a run's checkpoint in fp16 without optimizer state (to carry back from a GPU)")
+    k.add_argument("--run", required=True)
+    k.add_argument("--out", required=True, help="FILE.pt; put it as RUN/checkpoint.pt to resume from it")
+    k.set_defaults(func=cmd_train_slim)
     a = tsub.add_parser("generators", help="all four generator stages in order in one time budget "
                                            "(resumable; the entry point for a lent GPU)")
     a.add_argument("--data", nargs="+", required=True, help="corpus folders for the mask generator")

@@ -12,7 +12,8 @@ from ..models import WeightsError, choose_device, verified_model, write_card
 WEIGHTS_FILE = "weights.pt"
 
 
-def _half(state: dict) -> dict:
+def half_precision(state: dict) -> dict:
+    """A state dict with its floating-point tensors in fp16."""
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -24,7 +25,7 @@ def export_generator(out_dir: str | Path, name: str, config: dict, scale_factor:
     weights = out_dir / WEIGHTS_FILE
     with atomic_path(weights) as tmp:
         torch.save({"config": config, "scale_factor": scale_factor,
-                    "autoencoder": _half(autoencoder), "unet": _half(unet)}, tmp)
+                    "autoencoder": half_precision(autoencoder), "unet": half_precision(unet)}, tmp)
     write_card(out_dir, {"name": name, "date": date.today().isoformat(), "config": config, **card}, [WEIGHTS_FILE])
     return weights
 

@@ -65,6 +65,23 @@ class Run:
             w.writerows(rows)
 
 
+def slim_checkpoint(run: Run, out: str | Path) -> Path:
+    """The run's checkpoint without optimizer state and with fp16 weights: small enough to carry back from
+    a lent GPU (training resumes from it with a fresh optimizer)."""
+    state = run.load()
+    if state is None:
+        raise FileNotFoundError(f"{run.folder}: no checkpoint.pt")
+    from ..synthesis.weights import half_precision
+
+    state["modules"] = {k: half_precision(m) for k, m in state["modules"].items()}
+    if "autoencoder" in state:
+        state["autoencoder"] = half_precision(state["autoencoder"])
+    state.pop("optimizers", None)
+    with atomic_path(Path(out)) as tmp:
+        torch.save(state, tmp)
+    return Path(out)
+
+
 def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                step_fn: Callable[[int], dict[str, float]], settings: LoopSettings, extra_state: dict | None = None,
                preview: Callable[[int], None] | None = None) -> int:
@@ -75,6 +92,8 @@ def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[s
         for k, m in modules.items():
             m.load_state_dict(state["modules"][k])
         for k, o in optimizers.items():
+            if k not in state.get("optimizers", {}):
+                continue  # a slim checkpoint (`slim_checkpoint`): the optimizer starts afresh
             lrs = [g["lr"] for g in o.param_groups]  # the caller's learning rate wins over the saved one
             o.load_state_dict(state["optimizers"][k])
             for g, lr in zip(o.param_groups, lrs):
