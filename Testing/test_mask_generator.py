@@ -118,3 +118,20 @@ def test_slim_checkpoint_resumes_with_a_fresh_optimizer(trained, tmp_path):
                                              if v.is_floating_point())
     settings = LoopSettings(max_steps=3, quiet=True, preview_every=1000)
     assert train_mask_ldm(data, root / "ae", tmp_path / "ldm", settings, TINY, batch_size=2, device="cpu") == 3
+
+
+def test_a_terminated_run_keeps_its_steps(tmp_path):
+    from ventkit.training.loop import train_loop
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters())
+
+    def step(i):
+        if i == 2:
+            raise KeyboardInterrupt  # what SIGTERM (the panels' Cancel) raises in ventkit
+        return {"loss": float(i)}
+
+    run = Run(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(run, {"net": net}, {"net": opt}, step, LoopSettings(max_steps=10, quiet=True, checkpoint_minutes=60))
+    assert run.load()["step"] == 2 and len(run.loss_log.read_text().splitlines()) == 3

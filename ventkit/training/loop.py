@@ -109,20 +109,25 @@ def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[s
     start = last_save = time.time()
     pending: list[dict] = []
     with tqdm(total=settings.max_steps, initial=step, desc=run.folder.name, disable=settings.quiet) as bar:
-        while step < settings.max_steps and time.time() - start < settings.minutes * 60:
-            t0 = time.time()
-            losses = step_fn(step)
-            step += 1
-            pending.append({"step": step, **{k: round(v, 6) for k, v in losses.items()},
-                            "seconds": round(time.time() - t0, 3)})
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
-            if preview is not None and step % settings.preview_every == 0:
-                preview(step)
-            if time.time() - last_save > settings.checkpoint_minutes * 60:
-                save()
-                run.log(pending)
-                pending, last_save = [], time.time()
+        try:
+            while step < settings.max_steps and time.time() - start < settings.minutes * 60:
+                t0 = time.time()
+                losses = step_fn(step)
+                step += 1
+                pending.append({"step": step, **{k: round(v, 6) for k, v in losses.items()},
+                                "seconds": round(time.time() - t0, 3)})
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+                if preview is not None and step % settings.preview_every == 0:
+                    preview(step)
+                if time.time() - last_save > settings.checkpoint_minutes * 60:
+                    save()
+                    run.log(pending)
+                    pending, last_save = [], time.time()
+        except KeyboardInterrupt:  # a terminated run (Cancel, SIGTERM) keeps its steps
+            save()
+            run.log(pending)
+            raise
     save()
     run.log(pending)
     return step
