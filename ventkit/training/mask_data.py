@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anatomy.grid import GRIDS, sample_image, sample_labels
+from ..anatomy.grid import GRIDS, Grid, sample_image, sample_labels
 from ..errors import InputError
-from ..io import atomic_path, read_volume
+from ..io import Volume, atomic_path, read_volume
 from ..labels import VENTRICLE_IDS
+
+
+def model_affine(volume: Volume, grid: Grid) -> np.ndarray:
+    """The model grid's affine centred on a corpus case (whose own grid is centred on the brain)."""
+    center = volume.affine[:3, :3] @ ((np.array(volume.array.shape) - 1) / 2) + volume.affine[:3, 3]
+    return grid.affine(center)
 
 
 class MaskDataset:
@@ -36,8 +42,7 @@ class MaskDataset:
             meta = p.parent.parent / "meta" / p.name.replace(".nii.gz", ".json")
             if meta.is_file() and json.loads(meta.read_text()).get("split") == "holdout":
                 continue
-            center = vol.affine[:3, :3] @ ((np.array(vol.array.shape) - 1) / 2) + vol.affine[:3, 3]
-            affine = self.grid.affine(center)
+            affine = model_affine(vol, self.grid)
             arr = sample_labels(vol, affine, self.grid.shape)
             if images:
                 from ..synthesis.image_model import normalize_intensities
