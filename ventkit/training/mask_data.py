@@ -54,12 +54,12 @@ class MaskDataset:
             self.subjects.append(json.loads(meta.read_text()).get("subject", "") if meta.is_file() else "")
 
     def pack(self, path: str | Path) -> Path:
-        """Write the maps (and images, as fp16) to one compressed `.npz`: a file that travels (to a lent
-        GPU) and loads in seconds instead of resampling every corpus case again."""
+        """Write the maps (and images, 0..1 quantized to 8 bits) to one compressed `.npz`: a file that
+        travels (to a lent GPU) and loads in seconds instead of resampling every corpus case again."""
         arrays = {"labels": np.stack(self.labels), "volumes_ml": np.array(self.volumes_ml),
                   "subjects": np.array(self.subjects), "grid": np.array(self.grid.shape)}
         if self.images:
-            arrays["images"] = np.stack(self.images).astype(np.float16)
+            arrays["images"] = np.rint(np.stack(self.images) * 255).astype(np.uint8)
         with atomic_path(Path(path)) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -73,7 +73,7 @@ class MaskDataset:
                 raise InputError(path, "packed without images (pack it with --images)")
             self.labels, self.volumes_ml = list(z["labels"]), [float(v) for v in z["volumes_ml"]]
             self.subjects = [str(v) for v in z["subjects"]]
-            self.images = [a.astype(np.float32) for a in z["images"]] if images else []
+            self.images = [a.astype(np.float32) / 255 for a in z["images"]] if images else []
 
     def __len__(self) -> int:
         return len(self.labels)
