@@ -24,7 +24,7 @@ class ImageModelConfig:
     latent_channels: int = 3
     ae_res_blocks: int = 1
     ae_norm_groups: int = 8
-    spade_channels: int = 16
+    spade_channels: int = 8
     ldm_channels: tuple[int, ...] = (32, 64, 128)
     ldm_attention: tuple[bool, ...] = (False, False, True)
     ldm_res_blocks: int = 1
