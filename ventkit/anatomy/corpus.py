@@ -82,22 +82,19 @@ def _deform(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.
     return affine, chain
 
 
-def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
-                deformation: DeformationSpec | None = DeformationSpec(),
-                flows: SubjectFlows | None = None, tol: float = 0.01, image: Volume | None = None):
-    """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred).
-
-    Returns (labels, info), or (labels, info, image) when the subject's real `image` is given: it is
-    warped through the same transforms, so its intensities move with the tissue.
-    """
-    affine, chain = _deform(source, grid, target_ml, rng, deformation, flows, tol)
+def _sample(source: Volume, grid: Grid, affine: np.ndarray, chain: list, target_ml: float | None):
     generation = sample_labels(source, affine, grid.shape, chain)
     info = {"requested_ml": target_ml,
             "measured_ml": round(ventricle_ml(generation, float(np.prod(grid.spacing)) / 1000), 3)}
-    labels = Volume(generation, affine, source.source)
-    if image is None:
-        return labels, info
-    return labels, info, labels.with_array(sample_image(image, affine, grid.shape, chain))
+    return Volume(generation, affine, source.source), info
+
+
+def make_labels(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
+                deformation: DeformationSpec | None = DeformationSpec(),
+                flows: SubjectFlows | None = None, tol: float = 0.01) -> tuple[Volume, dict]:
+    """Deform `source` at random and resize its ventricles to `target_ml` on `grid` (RAS, brain-centred)."""
+    affine, chain = _deform(source, grid, target_ml, rng, deformation, flows, tol)
+    return _sample(source, grid, affine, chain, target_ml)
 
 
 def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.random.Generator,
@@ -105,13 +102,14 @@ def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.rando
               flows: SubjectFlows | None = None, real_image: Volume | None = None) -> Case:
     """One training/test pair: resized, deformed labels and an image on `grid`: rendered from the
     labels, or with `real_image`, the subject's own T1 warped with them (then acquired the same way)."""
+    affine, chain = _deform(source, grid, target_ml, rng, DeformationSpec(), flows, tol=0.01)
+    generation, info = _sample(source, grid, affine, chain, target_ml)
     if real_image is None:
-        generation, info = make_labels(source, grid, target_ml, rng, flows=flows)
         image, params = render(generation.array, grid.spacing, rng, render_spec, generation_classes)
-    else:
-        generation, info, warped = make_labels(source, grid, target_ml, rng, flows=flows, image=real_image)
-        scale = float(np.percentile(warped.array, 99.5)) or 1.0
-        image, params = acquire(np.clip(warped.array / scale, 0, None), grid.spacing, rng, render_spec)
+    else:  # the T1 goes through the same transforms as its labels: intensities move with the tissue
+        warped = sample_image(real_image, affine, grid.shape, chain)
+        scale = float(np.percentile(warped, 99.5)) or 1.0
+        image, params = acquire(np.clip(warped / scale, 0, None), grid.spacing, rng, render_spec)
         params = {"contrast": "real", **params}
     seg = generation.with_array(to_segmentation(generation.array))
     return Case(generation.with_array(image), seg, generation, {**info, **params})
