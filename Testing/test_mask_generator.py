@@ -135,3 +135,16 @@ def test_a_terminated_run_keeps_its_steps(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_loop(run, {"net": net}, {"net": opt}, step, LoopSettings(max_steps=10, quiet=True, checkpoint_minutes=60))
     assert run.load()["step"] == 2 and len(run.loss_log.read_text().splitlines()) == 3
+
+
+def test_a_resumed_run_continues_as_if_never_stopped(trained, tmp_path):
+    _, data = trained
+
+    def losses(run):
+        return [r.split(",")[1] for r in (run / "loss_log.csv").read_text().splitlines()[1:]]
+
+    quiet = dict(quiet=True, preview_every=1000)
+    train_mask_ae(data, tmp_path / "once", LoopSettings(max_steps=4, **quiet), TINY, device="cpu")
+    train_mask_ae(data, tmp_path / "twice", LoopSettings(max_steps=2, **quiet), TINY, device="cpu")
+    train_mask_ae(data, tmp_path / "twice", LoopSettings(max_steps=4, **quiet), TINY, device="cpu")
+    assert losses(tmp_path / "once") == losses(tmp_path / "twice")  # same maps, noise and weights per step

@@ -33,9 +33,8 @@ def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: Imag
     ae = build_image_autoencoder(cfg).to(device)
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     run = Run(run_dir)
-    rng = np.random.default_rng(seed)
-
     def step(i: int) -> dict:
+        rng = np.random.default_rng([seed, i])  # resumed runs go on, not repeat
         x, seg = _pairs(data, rng.integers(len(data), size=batch_size), device)
         recon, mu, sigma = ae(x, seg)
         l1 = F.l1_loss(recon, x)

@@ -26,9 +26,10 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
                               beta_start=0.0015, beta_end=0.0195)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator(device=device)
 
     def step(i: int) -> dict:
+        gen.manual_seed(seed * 1_000_003 + i)  # draws depend on the step: resumed runs go on, not repeat
         idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
         z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
         noise = torch.randn(z.shape, generator=gen, device=device)

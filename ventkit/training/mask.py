@@ -43,10 +43,8 @@ def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskM
     ae = build_autoencoder(cfg).to(device)
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     run = Run(run_dir)
-    rng = np.random.default_rng(seed)
-
     def step(i: int) -> dict:
-        labels, _ = data.batch(rng, batch_size)
+        labels, _ = data.batch(np.random.default_rng([seed, i]), batch_size)  # resumed runs go on, not repeat
         x = torch.stack([one_hot(a) for a in labels]).to(device)
         recon, mu, sigma = ae(x)
         ce = F.cross_entropy(recon, x.argmax(1))
