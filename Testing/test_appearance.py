@@ -77,3 +77,19 @@ def test_real_contrast_needs_the_t1s(tmp_path, subject01):
         build_corpus(tmp_path / "Dataset992_X", n=1, volumes="40", grid="mask", contrast="real", label_dir=folder,
                      quiet=True)
     assert not (tmp_path / "Dataset992_X" / "imagesTr").exists()
+
+
+def test_label_real_command_runs_samseg_and_keeps_only_our_labels(tmp_path, tiny_labels, fake_reference):
+    from ventkit.cli import main
+
+    t1 = write_volume(tiny_labels.with_array(tiny_labels.array.astype(np.float32)), tmp_path / "scan.nii.gz")
+    # SAMSEG's map holds its head label 258 around the brain; our map keeps the ventricles, not the head
+    fake_reference("samseg", (20, 20, 20), {258: (0, 20, 0, 20, 0, 20), 2: (2, 18, 2, 18, 2, 18),
+                                            4: (5, 9, 5, 15, 6, 14), 43: (11, 15, 5, 15, 6, 14)}, own_grid=True)
+    assert main(["corpus", "label-real", str(t1), "--out", str(tmp_path / "subjects")]) == 0
+    labels = read_volume(tmp_path / "subjects" / "scan.nii.gz", labels=True)
+    assert set(np.unique(labels.array)) == {0, 2, 4, 43} and labels.array.shape == (20, 20, 20)
+    assert subject_image(tmp_path / "subjects" / "scan.nii.gz").is_file()
+    fake_reference("samseg", (20, 20, 20), {258: (0, 20, 0, 20, 0, 20)}, own_grid=True)  # no brain found
+    assert main(["corpus", "label-real", str(t1), "--out", str(tmp_path / "none")]) == 2
+    assert not list(tmp_path.glob("none/**/*.nii.gz"))

@@ -412,11 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
     b.set_defaults(func=cmd_corpus_build)
 
-    lr_ = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")
-    lr_.add_argument("images", nargs="*", help="T1 scans (default: the MNI152 template in nilearn and "
+    real = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")
+    real.add_argument("images", nargs="*", help="T1 scans (default: the MNI152 template in nilearn and "
                                                "Debian's Colin27, where installed)")
-    lr_.add_argument("--out", required=True, help="subject folder: <name>.nii.gz labels, images/<name>.nii.gz")
-    lr_.set_defaults(func=cmd_corpus_label_real)
+    real.add_argument("--out", required=True, help="subject folder: <name>.nii.gz labels, images/<name>.nii.gz")
+    real.set_defaults(func=cmd_corpus_label_real)
 
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
     tsub = t.add_subparsers(dest="train_command", required=True)
