@@ -43,3 +43,13 @@ def test_shipped_model_segments_holdout_subjects(name, holdout_cases_one_each):
             assert s["dice"] >= MIN_DICE and abs(s["error_ml"]) <= MAX_ERROR * s["true_ml"]
         assert s["pred_ml"] >= MIN_FOUND_ML, case["set"]
         assert set(np.unique(pred)) <= {0, *VENTRICLE_IDS}
+
+
+def test_every_shipped_weights_file_has_its_card_beside_it():
+    from ventkit.models import models_dir
+
+    weights = [p for ext in ("*.pt", "*.pth") for p in models_dir().rglob(ext)]
+    for path in weights:
+        card = read_card(path.parent)
+        assert path.name in card["files"], f"{path}: not checksummed by the card beside it"
+        assert (path.parent / "README.md").read_text().startswith("# Model card"), f"{path}: no readable card"

@@ -1,7 +1,8 @@
 """Shipped weights: where they live, their model cards, checksum verification and device choice.
 
 Each model is a folder `Resources/Models/<name>/` holding its weights and `model_card.json`
-(architecture, grid, data, steps, metrics, and the sha256 of every file). No weights are ever downloaded.
+(architecture, grid, data, steps, metrics, and the sha256 of every file), with the same card as
+`README.md` for people. No weights are ever downloaded.
 """
 from __future__ import annotations
 
@@ -41,12 +42,34 @@ def read_card(folder: str | Path) -> dict:
     return json.loads(card.read_text())
 
 
+def card_markdown(card: dict) -> str:
+    """The model card for people: every entry of `model_card.json`, nested ones as indented lists."""
+    def lines(value, depth):
+        pad = "  " * depth
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, (dict, list)) and v:
+                    yield f"{pad}- **{k}**:"
+                    yield from lines(v, depth + 1)
+                else:
+                    yield f"{pad}- **{k}**: {v}"
+        else:
+            yield f"{pad}- {', '.join(map(str, value))}"
+
+    body = {k: v for k, v in card.items() if k not in ("name", "files")}
+    files = "\n".join(f"| `{f}` | `{digest}` |" for f, digest in card.get("files", {}).items())
+    return (f"# Model card: {card.get('name', 'model')}\n\n" + "\n".join(lines(body, 0)) +
+            "\n\n## Files (ventkit refuses any whose sha256 differs)\n\n| file | sha256 |\n|---|---|\n" + files + "\n")
+
+
 def write_card(folder: str | Path, card: dict, files: list[str]) -> dict:
-    """Write `model_card.json` with the sha256 of each of `files` (paths relative to `folder`)."""
+    """Write `model_card.json` with the sha256 of each of `files` (paths relative to `folder`), and the
+    same card for people as `README.md`."""
     from .io import write_text
 
     folder = Path(folder)
     full = {**card, "files": {f: sha256_of(folder / f) for f in files}}
+    write_text(folder / "README.md", card_markdown(full))
     write_text(folder / "model_card.json", json.dumps(full, indent=1))
     return full
 
