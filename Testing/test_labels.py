@@ -54,3 +54,14 @@ def test_slicer_colour_table_is_generated_from_the_label_table():
     ctbl = Path(__file__).resolve().parents[1] / "Resources" / "ColorTables" / "VentSynthLabels.ctbl"
     lines = [ln for ln in ctbl.read_text().splitlines() if ln and not ln.startswith("#")]
     assert lines == L.colour_table_lines()
+
+
+def test_mirror_exchanges_sides_and_keeps_midline():
+    rng = np.random.default_rng(0)
+    ids = np.array(L.SEGMENTATION_IDS, np.int16)
+    m = ids[rng.integers(len(ids), size=(6, 5, 4))]
+    mirrored = L.mirror_labels(m)
+    assert mirrored[0, 0, 0] == L.MIRROR_ID[int(m[-1, 0, 0])]
+    assert np.array_equal(L.mirror_labels(mirrored), m)
+    assert L.MIRROR_ID[4] == 43 and L.MIRROR_ID[60] == 28 and L.MIRROR_ID[14] == 14
+    assert all(L.MIRROR_ID[i] in L.RIGHT_IDS for i in L.LEFT_IDS)

@@ -56,6 +56,12 @@ SEGMENTATION_IDS: tuple[int, ...] = tuple(lab.id for lab in SEGMENTATION_LABELS)
 LABEL_BY_ID: dict[int, Label] = {lab.id: lab for lab in SEGMENTATION_LABELS}
 LEFT_IDS = frozenset(lab.id for lab in SEGMENTATION_LABELS if lab.name.startswith("left"))
 RIGHT_IDS = frozenset(lab.id for lab in SEGMENTATION_LABELS if lab.name.startswith("right"))
+# Each label's counterpart on the other side (midline labels map to themselves).
+_ID_BY_NAME = {lab.name: lab.id for lab in SEGMENTATION_LABELS}
+MIRROR_ID: dict[int, int] = {
+    lab.id: _ID_BY_NAME.get(lab.name.replace("left ", "right ", 1) if lab.id in LEFT_IDS
+                            else lab.name.replace("right ", "left ", 1), lab.id)
+    for lab in SEGMENTATION_LABELS}
 
 # Ventricle structures in the order VentSegment reports them; their FreeSurfer ids.
 VENTRICLES: dict[str, tuple[int, ...]] = {
@@ -111,6 +117,14 @@ TO_SEGMENTATION: dict[int, int] = {
     **ASEG_TO_SEGMENTATION,
 }
 KNOWN_IDS = frozenset(TO_SEGMENTATION)
+
+
+def mirror_labels(labels: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The left-right mirror image of a 33-label map whose `axis` runs left-right: flipped, with every
+    left label exchanged for its right counterpart, so that left structures stay on the left."""
+    lut = np.arange(max(SEGMENTATION_IDS) + 1, dtype=labels.dtype)
+    lut[list(MIRROR_ID)] = list(MIRROR_ID.values())
+    return lut[np.flip(labels, axis)]
 
 
 def unknown_labels(labels: np.ndarray) -> list[int]:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..anatomy.grid import GRIDS
 from ..io import Volume
+from ..labels import mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
@@ -77,16 +78,21 @@ def load_stage(run_dir, key: str, cfg: MaskModelConfig, builder):
 def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                    cfg: MaskModelConfig = MaskModelConfig(), batch_size: int = 4, lr: float = 1e-4,
                    device: str = "auto", seed: int = 0) -> int:
-    """Train the volume-conditioned latent diffusion model on the frozen autoencoder's latents."""
+    """Train the volume-conditioned latent diffusion model on the frozen autoencoder's latents.
+
+    Every map is also learnt as its left-right mirror image (labels exchanged, same volume): twice the
+    anatomies for the same corpus, and no preferred side for an asymmetric enlargement.
+    """
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
     unet = build_unet(cfg).to(device)
-    contexts = encode_volume(data.volumes_ml, cfg).to(device)
+    maps = [*data.labels, *(mirror_labels(a) for a in data.labels)]
+    contexts = encode_volume(data.volumes_ml * 2, cfg).to(device)
 
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    return train_latent_diffusion(run_dir, settings, ae, [one_hot(a)[None] for a in data.labels], unet, predict,
+    return train_latent_diffusion(run_dir, settings, ae, [one_hot(a)[None] for a in maps], unet, predict,
                                   cfg.train_timesteps, {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size,
                                   lr, device, seed)
