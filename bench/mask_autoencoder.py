@@ -4,8 +4,8 @@
 
 Reads the 33-label maps of the hold-out corpora under `DIR` (`labelsFullTs`, as `ventkit evaluate`
 writes them), resamples them onto the mask grid, encodes and decodes them with the run's autoencoder
-and prints voxel accuracy, the Dice of every label, and in how many maps each label survives. The
-diffusion model can draw no finer maps than this decoder: start it once the small labels come back.
+and prints voxel accuracy, the error of the total ventricle volume, the Dice of every label, and in how
+many maps each label survives. The diffusion model can draw no finer maps than this decoder: start it once the small labels come back.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 from ventkit.anatomy.grid import GRIDS, sample_labels
 from ventkit.evaluation import dice
 from ventkit.io import read_volume
-from ventkit.labels import LABEL_BY_ID, SEGMENTATION_IDS
+from ventkit.labels import LABEL_BY_ID, SEGMENTATION_IDS, VENTRICLE_IDS
 from ventkit.synthesis.mask_model import MaskModelConfig, build_autoencoder, one_hot, to_label_ids
 from ventkit.training.mask import load_stage
 from ventkit.training.mask_data import model_affine
@@ -48,18 +48,21 @@ def main() -> None:
     maps = holdout_maps(Path(args.holdout), cfg.grid, args.cases)
     scores = {lab: [] for lab in SEGMENTATION_IDS}
     kept = dict.fromkeys(SEGMENTATION_IDS, 0)
-    accuracy = []
+    accuracy, volume_error = [], []
     with torch.no_grad():
         for m in maps:
             r = to_label_ids(ae.reconstruct(one_hot(m)[None]))[0]
             accuracy.append(float((r == m).mean()))
+            true_vox = np.isin(m, VENTRICLE_IDS).sum()
+            volume_error.append(abs(float(np.isin(r, VENTRICLE_IDS).sum()) - true_vox) / true_vox)
             for lab in SEGMENTATION_IDS:
                 if (m == lab).any():
                     scores[lab].append(dice(r == lab, m == lab))
                 kept[lab] += bool((r == lab).any())
     step = torch.load(Path(args.run) / "checkpoint.pt", map_location="cpu", weights_only=False)["step"]
     print(f"{args.run} at step {step}: {len(maps)} hold-out maps on the {cfg.grid} grid")
-    print(f"voxel accuracy {np.mean(accuracy):.4f}")
+    print(f"voxel accuracy {np.mean(accuracy):.4f}; total ventricle volume: median relative error "
+          f"{np.median(volume_error):.3f} (max {np.max(volume_error):.3f})")
     for lab in SEGMENTATION_IDS[1:]:
         print(f"  {LABEL_BY_ID[lab].name:<34} Dice {np.mean(scores[lab]):.3f}   present in {kept[lab]}/{len(maps)}")
     worst = min(SEGMENTATION_IDS[1:], key=lambda lab: np.mean(scores[lab]))

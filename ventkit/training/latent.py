@@ -9,19 +9,25 @@ import torch.nn.functional as F
 from .loop import LoopSettings, Run, train_loop
 
 
-def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.nn.Module, inputs: list[torch.Tensor],
-                           unet: torch.nn.Module, predict: Callable, train_timesteps: int, extra_state: dict,
-                           batch_size: int, lr: float, device: str, seed: int) -> int:
-    """DDPM training of `unet` on the latent posteriors of `inputs` (one (1, C, ...) tensor per case).
+@torch.no_grad()
+def encode_posteriors(autoencoder: torch.nn.Module, inputs: list[torch.Tensor], device) -> tuple[torch.Tensor, ...]:
+    """(mu, sigma) of the frozen autoencoder's latent posterior for each (1, C, ...) input, concatenated."""
+    posteriors = [autoencoder.encode(x.to(device)) for x in inputs]
+    return torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+
+
+def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.nn.Module,
+                           posteriors: tuple[torch.Tensor, torch.Tensor], unet: torch.nn.Module, predict: Callable,
+                           train_timesteps: int, extra_state: dict, batch_size: int, lr: float, device: str,
+                           seed: int) -> int:
+    """DDPM training of `unet` on latents drawn from `posteriors` (`encode_posteriors` of the cases).
 
     `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents are
     drawn afresh from each posterior at every step and scaled to unit spread (`scale_factor`).
     """
     from monai.networks.schedulers import DDPMScheduler
 
-    with torch.no_grad():
-        posteriors = [autoencoder.encode(x.to(device)) for x in inputs]
-    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+    mu, sigma = posteriors
     scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",

@@ -7,12 +7,12 @@ import torch.nn.functional as F
 
 from ..anatomy.grid import GRIDS
 from ..io import Volume
-from ..labels import mirror_labels
+from ..labels import VENTRICLE_IDS, mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
-from .latent import train_latent_diffusion
+from .latent import encode_posteriors, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask_data import MaskDataset
 
@@ -75,24 +75,33 @@ def load_stage(run_dir, key: str, cfg: MaskModelConfig, builder):
     return net.eval()
 
 
+def decoded_volumes_ml(ae, mu: torch.Tensor, cfg: MaskModelConfig) -> list[float]:
+    """Total ventricle volume (mL) of each latent mean's decoded map: what the sampler will show for it."""
+    voxel_ml = float(np.prod(GRIDS[cfg.grid].spacing)) / 1000
+    with torch.no_grad():
+        return [float(np.isin(to_label_ids(ae.decode(z[None]))[0], VENTRICLE_IDS).sum()) * voxel_ml for z in mu]
+
+
 def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                    cfg: MaskModelConfig = MaskModelConfig(), batch_size: int = 4, lr: float = 1e-4,
                    device: str = "auto", seed: int = 0) -> int:
     """Train the volume-conditioned latent diffusion model on the frozen autoencoder's latents.
 
     Every map is also learnt as its left-right mirror image (labels exchanged, same volume): twice the
-    anatomies for the same corpus, and no preferred side for an asymmetric enlargement.
+    anatomies for the same corpus, and no preferred side for an asymmetric enlargement. The condition
+    is the ventricle volume of the map *as the decoder draws it* from the latent, so that a decoder
+    that widens or narrows the ventricles a little does not bias the volumes the sampler delivers.
     """
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
     unet = build_unet(cfg).to(device)
     maps = [*data.labels, *(mirror_labels(a) for a in data.labels)]
-    contexts = encode_volume(data.volumes_ml * 2, cfg).to(device)
+    posteriors = encode_posteriors(ae, [one_hot(a)[None] for a in maps], device)
+    contexts = encode_volume(decoded_volumes_ml(ae, posteriors[0], cfg), cfg).to(device)
 
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    return train_latent_diffusion(run_dir, settings, ae, [one_hot(a)[None] for a in maps], unet, predict,
-                                  cfg.train_timesteps, {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size,
-                                  lr, device, seed)
+    return train_latent_diffusion(run_dir, settings, ae, posteriors, unet, predict, cfg.train_timesteps,
+                                  {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size, lr, device, seed)
