@@ -180,3 +180,6 @@ def test_packed_dataset_loads_the_same_pairs(trained, tmp_path):
     assert len(MaskDataset([maps])) == 2  # maps only: enough for the mask generator, not the image one
     with pytest.raises(InputError, match="without images"):
         MaskDataset([maps], images=True)
+    mixed = MaskDataset([maps, root / "corpus"])  # a pack extended by a folder: the pack's maps first
+    assert len(mixed) == 4 and mixed.volumes_ml == data.volumes_ml * 2
+    np.testing.assert_array_equal(mixed.labels[2], data.labels[0])

@@ -21,21 +21,22 @@ def model_affine(volume: Volume, grid: Grid) -> np.ndarray:
 class MaskDataset:
     """All 33-label maps (`labelsFullTr`) of one or more corpus folders, on one model grid, in memory.
 
-    Hold-out cases (`labelsFullTs`) are never read. A single `.npz` written by `pack` stands for the folders. Each item is (label ids, ventricle mL on this grid);
+    Hold-out cases (`labelsFullTs`) are never read. A `.npz` written by `pack` stands for the folders it
+    was packed from, and may be mixed with further folders. Each item is (label ids, ventricle mL on this grid);
     with `images`, the case's image (`imagesTr`, scaled to 0..1) is resampled beside it into `self.images`.
     """
 
     def __init__(self, folders, grid: str = "mask", images: bool = False):
         self.grid = GRIDS[grid]
-        folders = [Path(f) for f in folders]
-        if len(folders) == 1 and folders[0].suffix == ".npz":
-            self._unpack(folders[0], grid, images)
-            return
-        paths = sorted(p for f in folders for p in (Path(f) / "labelsFullTr").glob("*.nii.gz"))
-        if not paths:
+        self.labels, self.volumes_ml, self.subjects, self.images = [], [], [], []
+        sources = [Path(f) for f in folders]
+        for packed in (s for s in sources if s.suffix == ".npz"):
+            self._unpack(packed, grid, images)
+        folders = [s for s in sources if s.suffix != ".npz"]
+        paths = sorted(p for f in folders for p in (f / "labelsFullTr").glob("*.nii.gz"))
+        if (folders and not paths) or not sources:
             raise InputError(", ".join(map(str, folders)), "no labelsFullTr/*.nii.gz training maps found "
                                                            "(build them with `ventkit corpus build`)")
-        self.labels, self.volumes_ml, self.subjects, self.images = [], [], [], []
         voxel_ml = float(np.prod(self.grid.spacing)) / 1000
         for p in paths:
             vol = read_volume(p, labels=True)
@@ -71,9 +72,10 @@ class MaskDataset:
                 raise InputError(path, f"packed on a {tuple(z['grid'])} grid, not the '{grid}' grid")
             if images and "images" not in z:
                 raise InputError(path, "packed without images (pack it with --images)")
-            self.labels, self.volumes_ml = list(z["labels"]), [float(v) for v in z["volumes_ml"]]
-            self.subjects = [str(v) for v in z["subjects"]]
-            self.images = [a.astype(np.float32) / 255 for a in z["images"]] if images else []
+            self.labels += list(z["labels"])
+            self.volumes_ml += [float(v) for v in z["volumes_ml"]]
+            self.subjects += [str(v) for v in z["subjects"]]
+            self.images += [a.astype(np.float32) / 255 for a in z["images"]] if images else []
 
     def __len__(self) -> int:
         return len(self.labels)
