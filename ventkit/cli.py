@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         a = tsub.add_parser(name, help=f"train the {generator} generator's "
                                        f"{'autoencoder' if stage == 'ae' else 'diffusion model'}")
         a.add_argument("--data", nargs="+", required=True,
-                       help="corpus folders (ventkit corpus build) to train on, or one .npz of `train pack`")
+                       help="corpus folders (ventkit corpus build) and/or .npz files of `train pack`")
         a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         a.set_defaults(func=func)
     k = tsub.add_parser("pack", help="pack corpus folders for the generators into one .npz (for --data)")
-    k.add_argument("--data", nargs="+", required=True, help="corpus folders")
+    k.add_argument("--data", nargs="+", required=True, help="corpus folders and/or earlier packs")
     k.add_argument("--out", required=True, help="FILE.npz; pass it as --data of the generator stages")
     k.add_argument("--images", action="store_true", help="with the images (for the image generator)")
     k.set_defaults(func=cmd_train_pack)
@@ -449,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_train_slim)
     a = tsub.add_parser("generators", help="all four generator stages in order in one time budget "
                                            "(resumable; the entry point for a lent GPU)")
-    a.add_argument("--data", nargs="+", required=True, help="corpus folders for the mask generator")
-    a.add_argument("--image-data", nargs="*", help="corpus folders with images for the image generator "
+    a.add_argument("--data", nargs="+", required=True, help="corpus folders or packs for the mask generator")
+    a.add_argument("--image-data", nargs="*", help="corpus folders or packs with images for the image generator "
                                                    "(without: the mask stages only)")
     a.add_argument("--runs", required=True, help="folder of the four run folders (mask_ae, mask_ldm, ...)")
     a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call, all stages")
