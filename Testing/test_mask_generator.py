@@ -148,3 +148,25 @@ def test_a_resumed_run_continues_as_if_never_stopped(trained, tmp_path):
     train_mask_ae(data, tmp_path / "twice", LoopSettings(max_steps=2, **quiet), TINY, device="cpu")
     train_mask_ae(data, tmp_path / "twice", LoopSettings(max_steps=4, **quiet), TINY, device="cpu")
     assert losses(tmp_path / "once") == losses(tmp_path / "twice")  # same maps, noise and weights per step
+
+
+def test_diffusion_stage_encodes_once_and_previews_samples(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from monai.networks.nets import AutoencoderKL
+
+    root, data = trained
+    assert (root / "ldm" / "preview_000002_30ml.png").is_file() and (root / "ldm" / "preview_000002_200ml.png").is_file()
+    encoded = torch.load(root / "ldm" / "latents.pt", weights_only=True)
+    assert len(encoded["mu"]) == len(encoded["volumes_ml"]) == 2 * len(data)  # every map and its mirror
+    shutil.copytree(root / "ldm", tmp_path / "ldm")
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(AutoencoderKL, "encode", no_encoding)
+    settings = LoopSettings(max_steps=3, quiet=True, preview_every=1000)
+    assert train_mask_ldm(data, root / "ae", tmp_path / "ldm", settings, TINY, batch_size=2, device="cpu") == 3
+    with pytest.raises(AssertionError, match="encoded again"):  # other maps: other latents
+        train_mask_ldm(MaskDataset([root / "corpus", root / "corpus"]), root / "ae", tmp_path / "ldm",
+                       LoopSettings(max_steps=4, quiet=True), TINY, batch_size=2, device="cpu")

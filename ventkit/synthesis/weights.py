@@ -52,11 +52,16 @@ class LoadedGenerator:
         self.scale_factor = float(state["scale_factor"])
 
     def ddim(self, steps: int):
-        """A DDIM scheduler with `steps` steps (the training schedule's betas) and its latent inferer."""
-        from monai.inferers import LatentDiffusionInferer
-        from monai.networks.schedulers import DDIMScheduler
+        """A DDIM scheduler with `steps` steps and its latent inferer (see `ddim_inferer`)."""
+        return ddim_inferer(self.cfg, self.scale_factor, steps, self.device)
 
-        scheduler = DDIMScheduler(num_train_timesteps=self.cfg.train_timesteps, schedule="scaled_linear_beta",
-                                  beta_start=0.0015, beta_end=0.0195, clip_sample=False)
-        scheduler.set_timesteps(steps, device=self.device)
-        return scheduler, LatentDiffusionInferer(scheduler, scale_factor=self.scale_factor)
+
+def ddim_inferer(cfg, scale_factor: float, steps: int, device):
+    """A DDIM scheduler with `steps` steps (the training schedule's betas) and its latent inferer."""
+    from monai.inferers import LatentDiffusionInferer
+    from monai.networks.schedulers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, schedule="scaled_linear_beta",
+                              beta_start=0.0015, beta_end=0.0195, clip_sample=False)
+    scheduler.set_timesteps(steps, device=device)
+    return scheduler, LatentDiffusionInferer(scheduler, scale_factor=scale_factor)

@@ -10,14 +10,17 @@ from ..io import Volume
 from ..labels import VENTRICLE_IDS, mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
+from ..synthesis.mask_generator import draw_maps
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
-from .latent import encode_posteriors, train_latent_diffusion
+from ..volumetry import ventricle_volumes_ml
+from .latent import encode_cached, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask_data import MaskDataset
 
 KL_WEIGHT = 1e-6
 CONDITION_DROPOUT = 0.15
+PREVIEW_ML = (30, 200)  # volumes of the diffusion model's sample previews
 
 
 def _grid_volume(cfg: MaskModelConfig, labels: np.ndarray) -> Volume:
@@ -75,11 +78,12 @@ def load_stage(run_dir, key: str, cfg: MaskModelConfig, builder):
     return net.eval()
 
 
-def decoded_volumes_ml(ae, mu: torch.Tensor, cfg: MaskModelConfig) -> list[float]:
+def decoded_volumes_ml(ae, mu: torch.Tensor, cfg: MaskModelConfig) -> torch.Tensor:
     """Total ventricle volume (mL) of each latent mean's decoded map: what the sampler will show for it."""
     voxel_ml = float(np.prod(GRIDS[cfg.grid].spacing)) / 1000
     with torch.no_grad():
-        return [float(np.isin(to_label_ids(ae.decode(z[None]))[0], VENTRICLE_IDS).sum()) * voxel_ml for z in mu]
+        return torch.tensor([float(np.isin(to_label_ids(ae.decode(z[None]))[0], VENTRICLE_IDS).sum()) * voxel_ml
+                             for z in mu])
 
 
 def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
@@ -97,11 +101,22 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
     unet = build_unet(cfg).to(device)
     maps = [*data.labels, *(mirror_labels(a) for a in data.labels)]
-    posteriors = encode_posteriors(ae, [one_hot(a)[None] for a in maps], device)
-    contexts = encode_volume(decoded_volumes_ml(ae, posteriors[0], cfg), cfg).to(device)
+    encoded = encode_cached(run_dir, ae, (one_hot(a)[None] for a in maps), fingerprint(ae, maps), device,
+                            lambda mu: {"volumes_ml": decoded_volumes_ml(ae, mu, cfg)})
+    contexts = encode_volume(encoded["volumes_ml"], cfg).to(device)
 
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    return train_latent_diffusion(run_dir, settings, ae, posteriors, unet, predict, cfg.train_timesteps,
-                                  {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size, lr, device, seed)
+    def preview(i: int, scale: float) -> None:
+        unet.eval()
+        for volume in PREVIEW_ML:
+            labels = _grid_volume(cfg, draw_maps(ae, unet, cfg, scale, volume, 1, 0, 3.0, 25, device)[0])
+            save_preview(Run(run_dir).folder / f"preview_{i:06d}_{volume:g}ml.png", labels=labels,
+                         title=f"sample for {volume:g} mL (guidance 3), step {i}: "
+                               f"{ventricle_volumes_ml(labels)['total']:.1f} mL")
+        unet.train()
+
+    return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, cfg.train_timesteps,
+                                  {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size, lr, device, seed,
+                                  preview)
