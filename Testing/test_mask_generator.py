@@ -1,5 +1,7 @@
 """Mask generator plumbing with tiny networks: training resumes, conditioning matters, seeds reproduce,
 weights are checksum-verified, out-of-range requests are clamped with a warning."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +172,19 @@ def test_diffusion_stage_encodes_once_and_previews_samples(trained, tmp_path, mo
     with pytest.raises(AssertionError, match="encoded again"):  # other maps: other latents
         train_mask_ldm(MaskDataset([root / "corpus", root / "corpus"]), root / "ae", tmp_path / "ldm",
                        LoopSettings(max_steps=4, quiet=True), TINY, batch_size=2, device="cpu")
+
+
+def test_diffusion_pairs_render_a_t1_while_the_image_generator_is_not_shipped(trained, tmp_path, monkeypatch):
+    from ventkit.synthesis.pairs import DiffusionSynthesizer, write_pair
+
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path / "none"))
+    root, _ = trained
+    synth = DiffusionSynthesizer(mask_model=root / "model", steps=5)
+    a, b = synth.sample(80.0, seed=3), synth.sample(80.0, seed=3)
+    assert a.info["backend"] == "diffusion" and a.info["image"] == "rendered" and "rendered" in synth.description
+    np.testing.assert_array_equal(a.segmentation.array, b.segmentation.array)
+    np.testing.assert_array_equal(a.image.array, b.image.array)
+    np.testing.assert_allclose(a.image.affine, a.segmentation.affine)
+    assert a.image.array.shape == a.segmentation.array.shape and a.image.array.std() > 0
+    files = write_pair(a, tmp_path / "out", "p")
+    assert json.loads(files["info"].read_text())["measured_ml"] == a.info["measured_ml"]

@@ -14,7 +14,7 @@ from ventkit.volumetry import volume_report
 
 @pytest.fixture(scope="module")
 def synth(subjects):
-    return load_synthesizer(grid="mask")
+    return load_synthesizer("anatomy", grid="mask")
 
 
 def test_pair_hits_volume_and_is_reproducible(synth):
@@ -43,7 +43,8 @@ def test_write_pair_files(synth, tmp_path):
 
 
 def test_cli_synth_pair(subjects, tmp_path, capsys):
-    assert main(["synth", "pair", "--volume", "80", "--n", "2", "--grid", "mask", "--out", str(tmp_path)]) == 0
+    assert main(["synth", "pair", "--volume", "80", "--n", "2", "--backend", "anatomy", "--grid", "mask",
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "backend: anatomy" in out and out.count("requested 80.0 mL") == 2
     assert len(list(tmp_path.glob("*.json"))) == 2

@@ -11,6 +11,7 @@ from slicer_harness import load_module
 
 from ventkit.io import read_volume
 from ventkit.labels import LABEL_BY_ID
+from ventkit.models import models_dir
 
 VentSynth = load_module("VentSynth")
 
@@ -22,7 +23,9 @@ def scene():
 
 
 @pytest.fixture
-def logic(subjects):
+def logic(subjects, tmp_path, monkeypatch):
+    """The anatomy backend (no generator in an empty models folder): exact volumes, quick."""
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path / "no_models"))
     lg = VentSynth.VentSynthLogic()
     lg.grid = "mask"  # the coarse grid keeps the tests quick
     return lg
@@ -51,6 +54,23 @@ def test_generated_pair_arrives_as_volume_and_named_segments(scene, logic):
     lateral = slicer.util.arrayFromSegmentBinaryLabelmap(seg, s.GetSegmentIdBySegmentName("Left lateral ventricle"),
                                                          volume)
     assert lateral.sum() * voxel_ml == pytest.approx(info["ventricles_ml"]["left_lateral"], rel=1e-3)
+
+
+@pytest.mark.skipif(not (models_dir() / "mask_generator" / "model_card.json").is_file(),
+                    reason="the mask generator is not shipped")
+def test_shipped_mask_generator_draws_the_pair(scene, subjects):
+    lg = VentSynth.VentSynthLogic()
+    assert lg.backendIsDiffusion() and lg.volumeRangeMl()[1] >= 250
+    (volume, seg, info), = lg.synthesizeAndLoad(120.0, seed=1, steps=10)
+    assert info["backend"] == "diffusion" and info["requested_ml"] == 120.0
+    assert abs(info["ventricles_ml"]["total"] - 120.0) <= 0.5 * 120.0  # 10 DDIM steps: roughly
+    assert slicer.util.arrayFromVolume(volume).shape == (48, 64, 48)[::-1]  # the mask generator's grid
+    assert slicer.util.arrayFromVolume(volume).std() > 0
+    s = seg.GetSegmentation()
+    voxel_ml = float(np.prod(np.sqrt((node_affine(volume)[:3, :3] ** 2).sum(0)))) / 1000
+    lateral = slicer.util.arrayFromSegmentBinaryLabelmap(seg, s.GetSegmentIdBySegmentName("Right lateral ventricle"),
+                                                         volume)
+    assert lateral.sum() * voxel_ml == pytest.approx(info["ventricles_ml"]["right_lateral"], rel=1e-3)
 
 
 def test_several_pairs_and_progress(scene, logic):

@@ -268,7 +268,7 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         return AnatomySynthesizer.volume_range_ml
 
     def backendIsDiffusion(self):
-        """Both diffusion generators are shipped; guidance, steps and device apply to them only."""
+        """The mask diffusion generator is shipped; guidance, steps and device apply to the generators only."""
         try:
             from ventkit.synthesis.pairs import diffusion_available
         except ImportError:  # dependencies not installed yet

@@ -1,9 +1,10 @@
 """Labeled brain-MRI pairs (T1 + 33-label map) for a requested ventricular volume.
 
 This is the API behind `ventkit synth pair` and the VentSynth Slicer panel. Two backends: *diffusion*
-(the volume-guided mask generator, then the SPADE image generator for its label map) once both are
-shipped, and *anatomy* (a training subject's real label map, randomly deformed, its ventricles resized
-to the requested volume, and a T1 rendered from it SynthSeg-style). Every pair says which drew it.
+(the volume-guided mask generator, then the SPADE image generator for its label map, or while that one
+is not shipped, a T1 rendered SynthSeg-style from the generated map), and *anatomy* (a training
+subject's real label map, randomly deformed, its ventricles resized to the requested volume, and a T1
+rendered from it SynthSeg-style). Every pair says what drew its map and its image.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..anatomy.corpus import make_case
 from ..anatomy.grid import GRIDS
-from ..anatomy.render import RenderSpec
+from ..anatomy.render import RenderSpec, render
 from ..anatomy.subjects import list_subjects, load_subject, split_subjects
 from ..anatomy.ventricles import MAX_ML, MIN_ML
 from ..errors import InputError
@@ -63,29 +64,42 @@ class AnatomySynthesizer:
 
 
 class DiffusionSynthesizer:
-    """Pairs drawn by the two latent diffusion models: label map for the volume, then a T1 for that map."""
+    """Pairs drawn by the mask latent diffusion model for the volume, then a T1 for that map: the SPADE
+    image generator's when it is shipped (or `image_model` is given), else rendered SynthSeg-style."""
 
     name = "diffusion"
-    description = "volume-guided mask latent diffusion model, then the SPADE image latent diffusion model"
 
     def __init__(self, mask_model: str | Path | None = None, image_model: str | Path | None = None,
                  device: str = "auto", guidance: float = 3.0, steps: int = 50):
-        from .image_generator import ImageGenerator
         from .mask_generator import MaskGenerator
 
         self.masks = MaskGenerator(mask_model, device)
-        self.images = ImageGenerator(image_model, device)
+        self.images = None
+        if image_model is not None or "image" in shipped_generators():
+            from .image_generator import ImageGenerator
+
+            self.images = ImageGenerator(image_model, device)
         self.volume_range_ml = self.masks.cfg.volume_range_ml
         self.guidance, self.steps = guidance, steps
+        self.description = "volume-guided mask latent diffusion model, then " + (
+            "the SPADE image latent diffusion model" if self.images else
+            "a T1 rendered SynthSeg-style from the generated map (the image generator is not shipped)")
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
         _check_range(volume_ml, self.volume_range_ml)
         pair_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps)[0]
-        image = self.images.sample(labels, pair_seed, self.steps)
+        if self.images:
+            image = self.images.sample(labels, pair_seed, self.steps)
+        else:
+            rng = np.random.default_rng(pair_seed)
+            spacing = np.linalg.norm(labels.affine[:3, :3], axis=0)
+            array, _ = render(labels.array, spacing, rng, RenderSpec(contrast="t1", thickness_mm=(1.0, 1.0)))
+            image = Volume(array, labels.affine, "rendered T1")
         info = {"backend": self.name, "backend_description": self.description, "subject": "generated",
-                "seed": seed, "index": index, "grid": self.masks.cfg.grid, "requested_ml": volume_ml,
+                "image": "spade-ldm" if self.images else "rendered", "seed": seed, "index": index,
+                "grid": self.masks.cfg.grid, "requested_ml": volume_ml,
                 "measured_ml": round(self.masks.ventricle_ml(labels), 3), "guidance": self.guidance,
                 "steps": self.steps}
         return Pair(image, labels, info)
@@ -97,16 +111,21 @@ def _check_range(volume_ml: float, volume_range_ml) -> None:
         raise InputError("--volume", f"{volume_ml:g} mL is outside the range {lo:g}-{hi:g} mL")
 
 
-def diffusion_available() -> bool:
-    """Both generators are shipped (their model cards are in place)."""
+def shipped_generators() -> set[str]:
+    """Which of the two generators ("mask", "image") are shipped (their model cards are in place)."""
     from ..models import models_dir
 
-    return all((models_dir() / f"{name}_generator" / "model_card.json").is_file() for name in ("mask", "image"))
+    return {name for name in ("mask", "image") if (models_dir() / f"{name}_generator" / "model_card.json").is_file()}
+
+
+def diffusion_available() -> bool:
+    """The volume-guided mask generator is shipped, so the *diffusion* backend can draw pairs."""
+    return "mask" in shipped_generators()
 
 
 def load_synthesizer(backend: str = "auto", label_dir: str | Path | None = None, grid: str = "paper",
                      device: str = "auto", guidance: float = 3.0, steps: int = 50):
-    """`diffusion` when both generators are shipped (or asked for), else `anatomy`."""
+    """`diffusion` when the mask generator is shipped (or asked for), else `anatomy`."""
     if backend == "diffusion" or (backend == "auto" and diffusion_available()):
         return DiffusionSynthesizer(device=device, guidance=guidance, steps=steps)
     if backend not in ("auto", "anatomy"):
