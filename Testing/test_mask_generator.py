@@ -62,7 +62,9 @@ def test_seeds_reproduce_and_differ(trained):
     a = gen.sample(100, n=1, seed=1, steps=3)[0]
     b = gen.sample(100, n=1, seed=1, steps=3)[0]
     c = gen.sample(100, n=1, seed=2, steps=3)[0]
+    batch = gen.sample(100, n=2, seed=1, steps=3)  # map i of a batch is the map of seed + i
     np.testing.assert_array_equal(a.array, b.array)
+    assert (batch[0].array == a.array).mean() > 0.99 and (batch[1].array == c.array).mean() > 0.99
     assert a.array.shape == (48, 64, 48) and np.allclose(a.spacing, gen.grid.spacing)
     assert set(np.unique(a.array)) <= set(range(61))
     assert not np.array_equal(a.array, c.array)

@@ -26,10 +26,12 @@ def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale
 @torch.no_grad()
 def draw_maps(autoencoder, unet, cfg: MaskModelConfig, scale_factor: float, volume_ml: float, n: int, seed: int,
               guidance: float, steps: int, device) -> np.ndarray:
-    """(n, X, Y, Z) label ids drawn by DDIM with classifier-free guidance (1: none) for `volume_ml`."""
+    """(n, X, Y, Z) label ids drawn in one batch by DDIM with classifier-free guidance (1: none) for
+    `volume_ml`; map i starts from the noise of seed + i, so it is the map that seed alone draws."""
     scheduler, inferer = ddim_inferer(cfg, scale_factor, steps, device)
-    shape = [n, cfg.latent_channels, *(s // 4 for s in GRIDS[cfg.grid].shape)]
-    noise = torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(seed)).to(device)
+    shape = [cfg.latent_channels, *(s // 4 for s in GRIDS[cfg.grid].shape)]
+    noise = torch.stack([torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(seed + i))
+                         for i in range(n)]).to(device)
     context = encode_volume([volume_ml] * n, cfg).to(device)
     logits = inferer.sample(noise, autoencoder, unet, scheduler, conditioning=context, mode="crossattn",
                             verbose=False, cfg=guidance if guidance != 1 else None, cfg_fill_value=NULL_CONTEXT)
@@ -52,12 +54,13 @@ class MaskGenerator(LoadedGenerator):
 
     def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float = 3.0,
                steps: int = 50) -> list[Volume]:
-        """`n` label maps (RAS, model grid centred at the origin) for the requested volume."""
+        """`n` label maps (RAS, model grid centred at the origin) for the requested volume: those of seeds
+        `seed`, `seed` + 1, ... (drawn in one batch)."""
         volume_ml = self.clamp_volume(volume_ml)
         maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, volume_ml, n, seed, guidance,
                          steps, self.device)
         affine = self.grid.affine((0, 0, 0))
-        return [Volume(lab, affine, f"generated {volume_ml:g} mL seed {seed}#{i}") for i, lab in enumerate(maps)]
+        return [Volume(lab, affine, f"generated {volume_ml:g} mL seed {seed + i}") for i, lab in enumerate(maps)]
 
     def ventricle_ml(self, labels: Volume) -> float:
         return ventricle_volumes_ml(labels)["total"]
