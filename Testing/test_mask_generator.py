@@ -190,3 +190,19 @@ def test_diffusion_pairs_render_a_t1_while_the_image_generator_is_not_shipped(tr
     assert a.image.array.shape == a.segmentation.array.shape and a.image.array.std() > 0
     files = write_pair(a, tmp_path / "out", "p")
     assert json.loads(files["info"].read_text())["measured_ml"] == a.info["measured_ml"]
+
+
+def test_cli_synth_mask_writes_maps_and_prints_volumes(trained, tmp_path, capsys):
+    from ventkit.cli import main
+    from ventkit.io import read_volume
+    from ventkit.volumetry import ventricle_volumes_ml
+
+    root, _ = trained
+    assert main(["synth", "mask", "--model", str(root / "model"), "--volume", "100", "--n", "2", "--seed", "4",
+                 "--steps", "3", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["mask_100ml_seed4", "mask_100ml_seed5"]
+    maps = read_volume(tmp_path / "mask_100ml_seed5.nii.gz", labels=True)
+    assert maps.array.shape == (48, 64, 48) and np.allclose(maps.spacing, (10 / 3, 3.0625, 10 / 3))
+    assert lines[1].endswith(f"generated {ventricle_volumes_ml(maps)['total']:.1f} mL")  # measured on the file
+    assert (tmp_path / "mask_100ml_seed4.png").is_file()

@@ -297,7 +297,7 @@ def cmd_synth_mask(args) -> None:
     gen = MaskGenerator(args.model, device=args.device)
     out = Path(args.out)
     for i, lab in enumerate(gen.sample(args.volume, args.n, args.seed, args.guidance, args.steps)):
-        name = f"mask_{args.volume:g}ml_seed{args.seed}_{i}"
+        name = f"mask_{args.volume:g}ml_seed{args.seed + i}"  # map i is the map of seed + i
         write_volume(lab, out / f"{name}.nii.gz", dtype="int16")
         save_preview(out / f"{name}.png", labels=lab)
         print(f"{name}: requested {args.volume:.1f} mL, generated {gen.ventricle_ml(lab):.1f} mL")
