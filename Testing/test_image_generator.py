@@ -183,3 +183,19 @@ def test_packed_dataset_loads_the_same_pairs(trained, tmp_path):
     mixed = MaskDataset([maps, root / "corpus"])  # a pack extended by a folder: the pack's maps first
     assert len(mixed) == 4 and mixed.volumes_ml == data.volumes_ml * 2
     np.testing.assert_array_equal(mixed.labels[2], data.labels[0])
+
+
+def test_standardized_spade_latents_decode_the_same():
+    from ventkit.synthesis.image_model import build_image_autoencoder
+    from ventkit.training.latent import standardize_latents
+
+    torch.manual_seed(0)
+    ae = build_image_autoencoder(TINY).eval()
+    x, seg = torch.rand(1, 1, 16, 16, 16), torch.rand(1, 33, 16, 16, 16)
+    with torch.no_grad():
+        mu, _ = ae.encode(x)
+        before = ae.decode(mu, seg)
+        mean, std = torch.linspace(-1, 1, mu.shape[1]), torch.linspace(0.5, 2, mu.shape[1])
+        standardize_latents(ae, mean, std)
+        mu2, _ = ae.encode(x)
+        torch.testing.assert_close(ae.decode(mu2, seg), before, atol=1e-5, rtol=1e-4)

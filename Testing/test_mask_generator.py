@@ -206,3 +206,21 @@ def test_cli_synth_mask_writes_maps_and_prints_volumes(trained, tmp_path, capsys
     assert maps.array.shape == (48, 64, 48) and np.allclose(maps.spacing, (10 / 3, 3.0625, 10 / 3))
     assert lines[1].endswith(f"generated {ventricle_volumes_ml(maps)['total']:.1f} mL")  # measured on the file
     assert (tmp_path / "mask_100ml_seed4.png").is_file()
+
+
+def test_standardized_latents_decode_the_same():
+    from ventkit.synthesis.mask_model import build_autoencoder
+    from ventkit.training.latent import standardize_latents
+
+    torch.manual_seed(0)
+    ae = build_autoencoder(TINY).eval()
+    x = torch.rand(2, 33, 16, 16, 16)
+    with torch.no_grad():
+        mu, sigma = ae.encode(x)
+        before = ae.decode(mu)
+        mean, std = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 3.0])
+        standardize_latents(ae, mean, std)
+        mu2, sigma2 = ae.encode(x)
+        torch.testing.assert_close(mu2, (mu - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1))
+        torch.testing.assert_close(sigma2, sigma / std.view(1, 3, 1, 1, 1))
+        torch.testing.assert_close(ae.decode(mu2), before, atol=1e-5, rtol=1e-4)

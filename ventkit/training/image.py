@@ -11,7 +11,7 @@ from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
 from ..synthesis.mask_model import one_hot
-from .latent import encode_cached, fingerprint, train_latent_diffusion
+from .latent import encode_standardized, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask import KL_WEIGHT, kl_loss, load_stage
 from .mask_data import MaskDataset
@@ -64,8 +64,8 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_image_autoencoder).to(device)
     unet = build_image_unet(cfg).to(device)
-    encoded = encode_cached(run_dir, ae, (torch.from_numpy(image)[None, None] for image in data.images),
-                            fingerprint(ae, data.images), device)
+    encoded = encode_standardized(run_dir, ae, (torch.from_numpy(image)[None, None] for image in data.images),
+                                  fingerprint(ae, data.images), device)
 
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, seg=_pairs(data, idx.tolist(), device)[1])

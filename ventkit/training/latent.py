@@ -24,22 +24,42 @@ def fingerprint(autoencoder: torch.nn.Module, arrays) -> str:
 
 
 @torch.no_grad()
-def encode_cached(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[torch.Tensor], key: str, device,
-                  extra: Callable[[torch.Tensor], dict] | None = None) -> dict:
-    """{"mu", "sigma"} of the frozen autoencoder's latent posteriors of `inputs` (each (1, C, ...), made
-    lazily), plus `extra(mu)`'s tensors; kept in `<run>/latents.pt` under `key` (`fingerprint`), so that a
-    resumed run does not encode its whole corpus again."""
+def standardize_latents(autoencoder: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Fold a per-channel affine into the autoencoder's 1x1x1 latent convolutions (MONAI's
+    `quant_conv_mu`, `quant_conv_log_sigma`, `post_quant_conv`): its latents become (z - mean) / std,
+    what it decodes stays the same. Diffusion then starts from data of zero mean and unit spread per
+    channel; with a global scale only, the model spent thousands of steps on the channel means."""
+    mu_conv, log_var_conv, post = (autoencoder.quant_conv_mu.conv, autoencoder.quant_conv_log_sigma.conv,
+                                   autoencoder.post_quant_conv.conv)
+    per_out = (-1,) + (1,) * (mu_conv.weight.ndim - 1)
+    mu_conv.weight.div_(std.view(per_out))
+    mu_conv.bias.sub_(mean).div_(std)
+    log_var_conv.bias.sub_(2 * torch.log(std))
+    post.bias.add_(post.weight.flatten(2)[..., 0] @ mean)
+    post.weight.mul_(std.view(1, -1, *per_out[2:]))
+
+
+@torch.no_grad()
+def encode_standardized(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[torch.Tensor], key: str, device,
+                        extra: Callable[[torch.Tensor], dict] | None = None) -> dict:
+    """{"mu", "sigma"}: the frozen autoencoder's latent posteriors of `inputs` (each (1, C, ...), made
+    lazily), standardized per channel (`standardize_latents`, folded into `autoencoder` in place), plus
+    `extra(raw mu)`'s tensors. Kept in `<run>/latents.pt` under `key` (`fingerprint` of the autoencoder as
+    loaded and the data), so that a resumed run does not encode its whole corpus again."""
     path = Path(run_dir) / "latents.pt"
-    if path.is_file():
-        cached = torch.load(path, map_location=device, weights_only=True)
-        if cached.get("key") == key:
-            return cached
-    posteriors = [autoencoder.encode(x.to(device)) for x in inputs]
-    mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
-    encoded = {"key": key, "mu": mu, "sigma": sigma, **(extra(mu) if extra else {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(encoded, tmp)
+    encoded = torch.load(path, map_location=device, weights_only=True) if path.is_file() else {}
+    if encoded.get("key") != key:
+        posteriors = [autoencoder.encode(x.to(device)) for x in inputs]
+        mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+        dims = [0, *range(2, mu.ndim)]
+        mean, std = mu.mean(dims), (mu + sigma * torch.randn_like(mu)).std(dims)
+        shape = (1, -1) + (1,) * (mu.ndim - 2)
+        encoded = {"key": key, "mu": (mu - mean.view(shape)) / std.view(shape), "sigma": sigma / std.view(shape),
+                   "mean": mean, "std": std, **(extra(mu) if extra else {})}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(encoded, tmp)
+    standardize_latents(autoencoder, encoded["mean"], encoded["std"])
     return encoded
 
 
@@ -47,16 +67,17 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
                            encoded: dict, unet: torch.nn.Module, predict: Callable,
                            train_timesteps: int, extra_state: dict, batch_size: int, lr: float, device: str,
                            seed: int, preview: Callable[[int, float], None] | None = None) -> int:
-    """DDPM training of `unet` on latents drawn from the posteriors `encoded` (`encode_cached`) of the cases.
+    """DDPM training of `unet` on latents drawn from the standardized posteriors `encoded`
+    (`encode_standardized`) of the cases, with `autoencoder` already standardized.
 
     `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents are
-    drawn afresh from each posterior at every step and scaled to unit spread (`scale_factor`), which
-    `preview(step, scale_factor)` receives to draw samples.
+    drawn afresh from each posterior at every step (unit spread: `scale_factor` 1), and
+    `preview(step, scale_factor)` draws samples.
     """
     from monai.networks.schedulers import DDPMScheduler
 
     mu, sigma = encoded["mu"], encoded["sigma"]
-    scale = float(1.0 / (mu + sigma * torch.randn_like(mu)).std())
+    scale = 1.0  # the latents are standardized in the autoencoder itself
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
                               beta_start=0.0015, beta_end=0.0195)

@@ -14,7 +14,7 @@ from ..synthesis.mask_generator import draw_maps
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
 from ..volumetry import ventricle_volumes_ml
-from .latent import encode_cached, fingerprint, train_latent_diffusion
+from .latent import encode_standardized, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask_data import MaskDataset
 
@@ -101,8 +101,8 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     ae = load_stage(ae_run, "autoencoder", cfg, build_autoencoder).to(device)
     unet = build_unet(cfg).to(device)
     maps = [*data.labels, *(mirror_labels(a) for a in data.labels)]
-    encoded = encode_cached(run_dir, ae, (one_hot(a)[None] for a in maps), fingerprint(ae, maps), device,
-                            lambda mu: {"volumes_ml": decoded_volumes_ml(ae, mu, cfg)})
+    encoded = encode_standardized(run_dir, ae, (one_hot(a)[None] for a in maps), fingerprint(ae, maps), device,
+                                  lambda mu: {"volumes_ml": decoded_volumes_ml(ae, mu, cfg)})
     contexts = encode_volume(encoded["volumes_ml"], cfg).to(device)
 
     def predict(noisy, t, idx, gen):
