@@ -162,7 +162,10 @@ def test_diffusion_stage_encodes_once_and_previews_samples(trained, tmp_path, mo
     root, data = trained
     assert (root / "ldm" / "preview_000002_30ml.png").is_file() and (root / "ldm" / "preview_000002_200ml.png").is_file()
     encoded = torch.load(root / "ldm" / "latents.pt", weights_only=True)
-    assert len(encoded["mu"]) == len(encoded["volumes_ml"]) == 2 * len(data)  # every map and its mirror
+    assert len(encoded["latents"]) == len(encoded["volumes_ml"]) == 2 * len(data)  # every map and its mirror
+    z = encoded["latents"]
+    torch.testing.assert_close(z.mean((0, 2, 3, 4)), torch.zeros(3), atol=1e-5, rtol=0)  # standardized
+    torch.testing.assert_close(z.std((0, 2, 3, 4)), torch.ones(3), atol=1e-5, rtol=0)
     shutil.copytree(root / "ldm", tmp_path / "ldm")
 
     def no_encoding(*args, **kwargs):

@@ -42,20 +42,21 @@ def standardize_latents(autoencoder: torch.nn.Module, mean: torch.Tensor, std: t
 @torch.no_grad()
 def encode_standardized(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[torch.Tensor], key: str, device,
                         extra: Callable[[torch.Tensor], dict] | None = None) -> dict:
-    """{"mu", "sigma"}: the frozen autoencoder's latent posteriors of `inputs` (each (1, C, ...), made
-    lazily), standardized per channel (`standardize_latents`, folded into `autoencoder` in place), plus
-    `extra(raw mu)`'s tensors. Kept in `<run>/latents.pt` under `key` (`fingerprint` of the autoencoder as
+    """{"latents"}: the frozen autoencoder's latent means of `inputs` (each (1, C, ...), made lazily),
+    standardized per channel (`standardize_latents`, folded into `autoencoder` in place), plus
+    `extra(raw means)`'s tensors. The means, not draws from the posteriors: the decoder reconstructs from
+    the means, and the posteriors' white noise (sigma about 0.4 of the means' spread here) only taught
+    the diffusion model to draw noise. Kept in `<run>/latents.pt` under `key` (`fingerprint` of the autoencoder as
     loaded and the data), so that a resumed run does not encode its whole corpus again."""
     path = Path(run_dir) / "latents.pt"
     encoded = torch.load(path, map_location=device, weights_only=True) if path.is_file() else {}
     if encoded.get("key") != key:
-        posteriors = [autoencoder.encode(x.to(device)) for x in inputs]
-        mu, sigma = torch.cat([p[0] for p in posteriors]), torch.cat([p[1] for p in posteriors])
+        mu = torch.cat([autoencoder.encode(x.to(device))[0] for x in inputs])
         dims = [0, *range(2, mu.ndim)]
-        mean, std = mu.mean(dims), (mu + sigma * torch.randn_like(mu)).std(dims)
+        mean, std = mu.mean(dims), mu.std(dims)
         shape = (1, -1) + (1,) * (mu.ndim - 2)
-        encoded = {"key": key, "mu": (mu - mean.view(shape)) / std.view(shape), "sigma": sigma / std.view(shape),
-                   "mean": mean, "std": std, **(extra(mu) if extra else {})}
+        encoded = {"key": key, "latents": (mu - mean.view(shape)) / std.view(shape), "mean": mean, "std": std,
+                   **(extra(mu) if extra else {})}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(encoded, tmp)
@@ -67,16 +68,15 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
                            encoded: dict, unet: torch.nn.Module, predict: Callable,
                            train_timesteps: int, extra_state: dict, batch_size: int, lr: float, device: str,
                            seed: int, preview: Callable[[int, float], None] | None = None) -> int:
-    """DDPM training of `unet` on latents drawn from the standardized posteriors `encoded`
-    (`encode_standardized`) of the cases, with `autoencoder` already standardized.
+    """DDPM training of `unet` on the standardized latents `encoded` (`encode_standardized`) of the cases,
+    with `autoencoder` already standardized.
 
     `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents are
-    drawn afresh from each posterior at every step (unit spread: `scale_factor` 1), and
-    `preview(step, scale_factor)` draws samples.
+    have unit spread (`scale_factor` 1), and `preview(step, scale_factor)` draws samples.
     """
     from monai.networks.schedulers import DDPMScheduler
 
-    mu, sigma = encoded["mu"], encoded["sigma"]
+    latents = encoded["latents"]
     scale = 1.0  # the latents are standardized in the autoencoder itself
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
@@ -85,8 +85,8 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
 
     def step(i: int) -> dict:
         gen.manual_seed(seed * 1_000_003 + i)  # draws depend on the step: resumed runs go on, not repeat
-        idx = torch.randint(len(mu), (batch_size,), generator=gen, device=device)
-        z = (mu[idx] + sigma[idx] * torch.randn(mu[idx].shape, generator=gen, device=device)) * scale
+        idx = torch.randint(len(latents), (batch_size,), generator=gen, device=device)
+        z = latents[idx] * scale
         noise = torch.randn(z.shape, generator=gen, device=device)
         t = torch.randint(0, train_timesteps, (batch_size,), generator=gen, device=device)
         loss = F.mse_loss(predict(scheduler.add_noise(z, noise, t), t, idx, gen), noise)
