@@ -5,8 +5,10 @@ import argparse
 import csv
 import io as _io
 import json
+import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError, VentkitError
@@ -542,12 +544,33 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _default_sigterm_in_child() -> None:
+    """A process forked while `_interrupt` is installed (nnU-Net's worker pools) dies on SIGTERM again:
+    its handler would run only in its main thread, and a worker blocked on a queue lock whose signal
+    went to another thread never ran it, so `Pool.terminate` waited for it forever (a hung test run)."""
+    if signal.getsignal(signal.SIGTERM) is _interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (the Slicer panels' Cancel) unwinds like Ctrl-C, so that temporary files are removed;
+    the previous handler comes back afterwards (for callers of `main` in the same process)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # a terminated run (the Slicer panels' Cancel) unwinds like Ctrl-C: temporary files are removed
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        args.func(args)
+        with _terminate_as_interrupt():
+            args.func(args)
     except VentkitError as exc:
         print(f"ventkit: error: {exc}", file=sys.stderr)
         return 2
