@@ -160,7 +160,7 @@ def test_diffusion_stage_encodes_once_and_previews_samples(trained, tmp_path, mo
     from monai.networks.nets import AutoencoderKL
 
     root, data = trained
-    assert (root / "ldm" / "preview_000002_30ml.png").is_file() and (root / "ldm" / "preview_000002_200ml.png").is_file()
+    assert all((root / "ldm" / f"preview_000002_{v}ml.png").is_file() for v in (30, 200))
     encoded = torch.load(root / "ldm" / "latents.pt", weights_only=True)
     assert len(encoded["latents"]) == len(encoded["volumes_ml"]) == 2 * len(data)  # every map and its mirror
     z = encoded["latents"]

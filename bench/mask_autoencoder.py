@@ -5,7 +5,8 @@
 Reads the 33-label maps of the hold-out corpora under `DIR` (`labelsFullTs`, as `ventkit evaluate`
 writes them), resamples them onto the mask grid, encodes and decodes them with the run's autoencoder
 and prints voxel accuracy, the error of the total ventricle volume, the Dice of every label, and in how
-many maps each label survives. The diffusion model can draw no finer maps than this decoder: start it once the small labels come back.
+many maps each label survives. The diffusion model can draw no finer maps than this decoder: start it
+once the small labels come back.
 """
 from __future__ import annotations
 
