@@ -46,8 +46,8 @@ def encode_standardized(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[
     standardized per channel (`standardize_latents`, folded into `autoencoder` in place), plus
     `extra(raw means)`'s tensors. The means, not draws from the posteriors: the decoder reconstructs from
     the means, and the posteriors' white noise (sigma about 0.4 of the means' spread here) only taught
-    the diffusion model to draw noise. Kept in `<run>/latents.pt` under `key` (`fingerprint` of the autoencoder as
-    loaded and the data), so that a resumed run does not encode its whole corpus again."""
+    the diffusion model to draw noise. Kept in `<run>/latents.pt` under `key` (`fingerprint` of the
+    autoencoder as loaded and the data), so that a resumed run does not encode its whole corpus again."""
     path = Path(run_dir) / "latents.pt"
     encoded = torch.load(path, map_location=device, weights_only=True) if path.is_file() else {}
     if encoded.get("key") != key:
@@ -67,17 +67,16 @@ def encode_standardized(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[
 def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.nn.Module,
                            encoded: dict, unet: torch.nn.Module, predict: Callable,
                            train_timesteps: int, extra_state: dict, batch_size: int, lr: float, device: str,
-                           seed: int, preview: Callable[[int, float], None] | None = None) -> int:
+                           seed: int, preview: Callable[[int], None] | None = None) -> int:
     """DDPM training of `unet` on the standardized latents `encoded` (`encode_standardized`) of the cases,
     with `autoencoder` already standardized.
 
     `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents are
-    have unit spread (`scale_factor` 1), and `preview(step, scale_factor)` draws samples.
+    have unit spread (so the checkpoint's `scale_factor` is 1), and `preview(step)` draws samples.
     """
     from monai.networks.schedulers import DDPMScheduler
 
     latents = encoded["latents"]
-    scale = 1.0  # the latents are standardized in the autoencoder itself
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
                               beta_start=0.0015, beta_end=0.0195)
@@ -86,7 +85,7 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
     def step(i: int) -> dict:
         gen.manual_seed(seed * 1_000_003 + i)  # draws depend on the step: resumed runs go on, not repeat
         idx = torch.randint(len(latents), (batch_size,), generator=gen, device=device)
-        z = latents[idx] * scale
+        z = latents[idx]
         noise = torch.randn(z.shape, generator=gen, device=device)
         t = torch.randint(0, train_timesteps, (batch_size,), generator=gen, device=device)
         loss = F.mse_loss(predict(scheduler.add_noise(z, noise, t), t, idx, gen), noise)
@@ -96,5 +95,4 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
         return {"loss": loss.item()}
 
     return train_loop(Run(run_dir), {"unet": unet}, {"unet": opt}, step, settings,
-                      {**extra_state, "scale_factor": scale, "autoencoder": autoencoder.state_dict()},
-                      preview and (lambda i: preview(i, scale)))
+                      {**extra_state, "scale_factor": 1.0, "autoencoder": autoencoder.state_dict()}, preview)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..anatomy.grid import GRIDS
 from ..io import Volume
-from ..labels import VENTRICLE_IDS, mirror_labels
+from ..labels import mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.mask_generator import draw_maps
@@ -80,9 +80,8 @@ def load_stage(run_dir, key: str, cfg: MaskModelConfig, builder):
 
 def decoded_volumes_ml(ae, mu: torch.Tensor, cfg: MaskModelConfig) -> torch.Tensor:
     """Total ventricle volume (mL) of each latent mean's decoded map: what the sampler will show for it."""
-    voxel_ml = float(np.prod(GRIDS[cfg.grid].spacing)) / 1000
     with torch.no_grad():
-        return torch.tensor([float(np.isin(to_label_ids(ae.decode(z[None]))[0], VENTRICLE_IDS).sum()) * voxel_ml
+        return torch.tensor([ventricle_volumes_ml(_grid_volume(cfg, to_label_ids(ae.decode(z[None]))[0]))["total"]
                              for z in mu])
 
 
@@ -108,10 +107,10 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    def preview(i: int, scale: float) -> None:
+    def preview(i: int) -> None:
         unet.eval()
         for volume in PREVIEW_ML:
-            labels = _grid_volume(cfg, draw_maps(ae, unet, cfg, scale, volume, 1, 0, 3.0, 25, device)[0])
+            labels = _grid_volume(cfg, draw_maps(ae, unet, cfg, 1.0, volume, 1, 0, 3.0, 25, device)[0])
             save_preview(Run(run_dir).folder / f"preview_{i:06d}_{volume:g}ml.png", labels=labels,
                          title=f"sample for {volume:g} mL (guidance 3), step {i}: "
                                f"{ventricle_volumes_ml(labels)['total']:.1f} mL")
