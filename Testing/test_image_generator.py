@@ -8,6 +8,7 @@ from ventkit.anatomy.corpus import build_corpus
 from ventkit.synthesis.image_model import ImageModelConfig, build_image_unet, normalize_intensities
 from ventkit.synthesis.mask_model import one_hot
 from ventkit.training.image import train_image_ae, train_image_ldm
+from ventkit.training.latent import diffusion_weights
 from ventkit.training.loop import LoopSettings, Run
 from ventkit.training.mask_data import MaskDataset
 
@@ -49,7 +50,7 @@ def test_training_resumes_and_logs(trained):
 def test_diffusion_model_depends_on_the_label_map(trained):
     root, data = trained
     unet = build_image_unet(TINY)
-    unet.load_state_dict(Run(root / "ldm").load()["modules"]["unet"])
+    unet.load_state_dict(diffusion_weights(Run(root / "ldm").load()))
     unet.eval()
     z = torch.randn(1, TINY.latent_channels, 12, 16, 12)
     t = torch.tensor([50])
@@ -78,7 +79,7 @@ def generator(trained):
 
     root, _ = trained
     ldm = Run(root / "ldm").load()
-    export_image_weights(ldm["autoencoder"], ldm["modules"]["unet"], TINY, ldm["scale_factor"], root / "model",
+    export_image_weights(ldm["autoencoder"], diffusion_weights(ldm), TINY, ldm["scale_factor"], root / "model",
                          {"training": "test"})
     return ImageGenerator(root / "model", device="cpu")
 
@@ -137,7 +138,7 @@ def test_diffusion_pairs_share_grid_and_name_their_backend(trained, generator, t
     train_mask_ae(data, tmp_path / "mask_ae", settings, tiny_mask, device="cpu")
     train_mask_ldm(data, tmp_path / "mask_ae", tmp_path / "mask_ldm", settings, tiny_mask, batch_size=1, device="cpu")
     ldm = Run(tmp_path / "mask_ldm").load()
-    export_weights(ldm["autoencoder"], ldm["modules"]["unet"], tiny_mask, ldm["scale_factor"], tmp_path / "mask",
+    export_weights(ldm["autoencoder"], diffusion_weights(ldm), tiny_mask, ldm["scale_factor"], tmp_path / "mask",
                    {"training": "test"})
     synth = DiffusionSynthesizer(tmp_path / "mask", root / "model", device="cpu", steps=2)
     pair = synth.sample(100.0, seed=4)

@@ -10,6 +10,7 @@ from ventkit.anatomy.corpus import build_corpus
 from ventkit.models import WeightsError
 from ventkit.synthesis.mask_generator import MaskGenerator, export_weights
 from ventkit.synthesis.mask_model import MaskModelConfig, build_unet, encode_volume
+from ventkit.training.latent import diffusion_weights
 from ventkit.training.loop import LoopSettings, Run
 from ventkit.training.mask import train_mask_ae, train_mask_ldm
 from ventkit.training.mask_data import MaskDataset
@@ -30,7 +31,7 @@ def trained(tmp_path_factory):
     assert train_mask_ae(data, root / "ae", settings4, TINY, device="cpu") == 4  # resumed from step 2
     assert train_mask_ldm(data, root / "ae", root / "ldm", settings, TINY, batch_size=2, device="cpu") == 2
     ldm = Run(root / "ldm").load()
-    export_weights(ldm["autoencoder"], ldm["modules"]["unet"], TINY, ldm["scale_factor"], root / "model",
+    export_weights(ldm["autoencoder"], diffusion_weights(ldm), TINY, ldm["scale_factor"], root / "model",
                    {"training": "test"})
     return root, data
 
@@ -109,6 +110,13 @@ def test_export_writes_losses_and_benchmark_metrics_into_the_card(trained, tmp_p
     assert main(["train", "export-mask", "--ae-run", str(root / "ae"), "--ldm-run", str(root / "ldm"),
                  "--out", str(tmp_path / "other"), "--metrics", str(bench)]) == 2  # no mask_generator entry
     assert not (tmp_path / "other").exists()
+
+
+def test_samples_and_exports_come_from_the_moving_average(trained):
+    ldm = Run(trained[0] / "ldm").load()
+    ema, raw = diffusion_weights(ldm), ldm["modules"]["unet"]
+    assert ema.keys() == raw.keys() and int(ldm["modules"]["ema"]["n_averaged"]) == 2
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)
 
 
 def test_slim_checkpoint_resumes_with_a_fresh_optimizer(trained, tmp_path):

@@ -225,6 +225,7 @@ def cmd_export_generator(args) -> None:
     from .synthesis.image_model import ImageModelConfig
     from .synthesis.mask_generator import export_weights
     from .synthesis.mask_model import MaskModelConfig
+    from .training.latent import diffusion_weights
     from .training.loop import Run
 
     export, config = ((export_weights, MaskModelConfig) if args.generator == "mask"
@@ -236,7 +237,7 @@ def cmd_export_generator(args) -> None:
                          "final_losses": {"autoencoder": Run(args.ae_run).recent_losses(),
                                           "diffusion": Run(args.ldm_run).recent_losses()}},
             **_card_metrics(args.metrics, f"{args.generator}_generator")}
-    path = export(ldm["autoencoder"], ldm["modules"]["unet"], config.from_dict(ldm["config"]), ldm["scale_factor"],
+    path = export(ldm["autoencoder"], diffusion_weights(ldm), config.from_dict(ldm["config"]), ldm["scale_factor"],
                   args.out, card)
     print(f"wrote {path} and its model card")
 

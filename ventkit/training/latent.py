@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from ..io import atomic_path
 from .loop import LoopSettings, Run, train_loop
 
+EMA_DECAY = 0.998  # half-life about 350 steps: samples follow the recent weights, not one step's noise
+
 
 def fingerprint(autoencoder: torch.nn.Module, arrays) -> str:
     """sha256 of an autoencoder's weights and the training arrays: what the latents of a run depend on."""
@@ -71,13 +73,18 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
     """DDPM training of `unet` on the standardized latents `encoded` (`encode_standardized`) of the cases,
     with `autoencoder` already standardized.
 
-    `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents are
-    have unit spread (so the checkpoint's `scale_factor` is 1), and `preview(step)` draws samples.
+    `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents
+    have unit spread (so the checkpoint's `scale_factor` is 1). An exponential moving average of the
+    weights (torch's `AveragedModel`, module "ema") is what previews (`preview(step, network)`) and
+    exports (`diffusion_weights`) use: single-step weights of a small-batch run drift, their average
+    draws steadier samples.
     """
     from monai.networks.schedulers import DDPMScheduler
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     latents = encoded["latents"]
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
+    ema = AveragedModel(unet, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
     scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
                               beta_start=0.0015, beta_end=0.0195)
     gen = torch.Generator(device=device)
@@ -92,7 +99,19 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        ema.update_parameters(unet)
         return {"loss": loss.item()}
 
-    return train_loop(Run(run_dir), {"unet": unet}, {"unet": opt}, step, settings,
-                      {**extra_state, "scale_factor": 1.0, "autoencoder": autoencoder.state_dict()}, preview)
+    def preview_ema(i: int) -> None:
+        ema.module.eval()
+        preview(i, ema.module)
+
+    return train_loop(Run(run_dir), {"unet": unet, "ema": ema}, {"unet": opt}, step, settings,
+                      {**extra_state, "scale_factor": 1.0, "autoencoder": autoencoder.state_dict()},
+                      preview_ema if preview else None)
+
+
+def diffusion_weights(checkpoint: dict) -> dict:
+    """The U-Net weights to sample with from a diffusion checkpoint: its moving average."""
+    prefix = "module."
+    return {k[len(prefix):]: v for k, v in checkpoint["modules"]["ema"].items() if k.startswith(prefix)}

@@ -107,14 +107,12 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, context=drop_context(contexts[idx], CONDITION_DROPOUT, gen))
 
-    def preview(i: int) -> None:
-        unet.eval()
+    def preview(i: int, network) -> None:
         for volume in PREVIEW_ML:
-            labels = _grid_volume(cfg, draw_maps(ae, unet, cfg, 1.0, volume, 1, 0, 3.0, 25, device)[0])
+            labels = _grid_volume(cfg, draw_maps(ae, network, cfg, 1.0, volume, 1, 0, 3.0, 25, device)[0])
             save_preview(Run(run_dir).folder / f"preview_{i:06d}_{volume:g}ml.png", labels=labels,
                          title=f"sample for {volume:g} mL (guidance 3), step {i}: "
                                f"{ventricle_volumes_ml(labels)['total']:.1f} mL")
-        unet.train()
 
     return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, cfg.train_timesteps,
                                   {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size, lr, device, seed,
