@@ -31,6 +31,7 @@ class ImageModelConfig:
     ldm_head_channels: int = 32
     ldm_norm_groups: int = 16
     train_timesteps: int = 1000
+    prediction_type: str = "v_prediction"
 
     def to_dict(self) -> dict:
         return asdict(self)

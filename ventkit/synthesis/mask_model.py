@@ -42,6 +42,7 @@ class MaskModelConfig:
     ldm_head_channels: int = 32
     ldm_norm_groups: int = 16
     train_timesteps: int = 1000
+    prediction_type: str = "v_prediction"
     volume_range_ml: tuple[float, float] = (MIN_ML, MAX_ML)
     extra: dict = field(default_factory=dict)
 

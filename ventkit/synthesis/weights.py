@@ -56,12 +56,17 @@ class LoadedGenerator:
         return ddim_inferer(self.cfg, self.scale_factor, steps, self.device)
 
 
+def noise_schedule(cfg) -> dict:
+    """Arguments of MONAI's schedulers for a generator config: its training schedule and prediction type."""
+    return {"num_train_timesteps": cfg.train_timesteps, "schedule": "scaled_linear_beta", "beta_start": 0.0015,
+            "beta_end": 0.0195, "prediction_type": cfg.prediction_type}
+
+
 def ddim_inferer(cfg, scale_factor: float, steps: int, device):
     """A DDIM scheduler with `steps` steps (the training schedule's betas) and its latent inferer."""
     from monai.inferers import LatentDiffusionInferer
     from monai.networks.schedulers import DDIMScheduler
 
-    scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195, clip_sample=False)
+    scheduler = DDIMScheduler(**noise_schedule(cfg), clip_sample=False)
     scheduler.set_timesteps(steps, device=device)
     return scheduler, LatentDiffusionInferer(scheduler, scale_factor=scale_factor)

@@ -10,6 +10,7 @@ from ..io import Volume
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
+from ..synthesis.weights import noise_schedule
 from ..synthesis.mask_model import one_hot
 from .latent import encode_standardized, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
@@ -70,5 +71,5 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, seg=_pairs(data, idx.tolist(), device)[1])
 
-    return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, cfg.train_timesteps,
+    return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, noise_schedule(cfg),
                                   {"config": cfg.to_dict(), "stage": "image-ldm"}, batch_size, lr, device, seed)

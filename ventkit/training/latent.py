@@ -68,10 +68,13 @@ def encode_standardized(run_dir, autoencoder: torch.nn.Module, inputs: Iterable[
 
 def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.nn.Module,
                            encoded: dict, unet: torch.nn.Module, predict: Callable,
-                           train_timesteps: int, extra_state: dict, batch_size: int, lr: float, device: str,
+                           schedule: dict, extra_state: dict, batch_size: int, lr: float, device: str,
                            seed: int, preview: Callable[[int], None] | None = None) -> int:
     """DDPM training of `unet` on the standardized latents `encoded` (`encode_standardized`) of the cases,
-    with `autoencoder` already standardized.
+    with `autoencoder` already standardized, under the MONAI scheduler arguments `schedule`
+    (`noise_schedule`). With v-prediction (the default), the network's error at the noisiest steps is not
+    magnified into the sample as an epsilon-prediction's is: the mask model trained on epsilon drew
+    latents whose channel means drifted by a standard deviation and maps with 1 000 mL ventricles.
 
     `predict(noisy, t, idx, generator)` runs `unet` with the conditioning of cases `idx`; the latents
     have unit spread (so the checkpoint's `scale_factor` is 1). An exponential moving average of the
@@ -85,8 +88,7 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
     latents = encoded["latents"]
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     ema = AveragedModel(unet, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
-    scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195)
+    scheduler = DDPMScheduler(**schedule)
     gen = torch.Generator(device=device)
 
     def step(i: int) -> dict:
@@ -94,8 +96,9 @@ def train_latent_diffusion(run_dir, settings: LoopSettings, autoencoder: torch.n
         idx = torch.randint(len(latents), (batch_size,), generator=gen, device=device)
         z = latents[idx]
         noise = torch.randn(z.shape, generator=gen, device=device)
-        t = torch.randint(0, train_timesteps, (batch_size,), generator=gen, device=device)
-        loss = F.mse_loss(predict(scheduler.add_noise(z, noise, t), t, idx, gen), noise)
+        t = torch.randint(0, scheduler.num_train_timesteps, (batch_size,), generator=gen, device=device)
+        target = noise if scheduler.prediction_type == "epsilon" else scheduler.get_velocity(z, noise, t)
+        loss = F.mse_loss(predict(scheduler.add_noise(z, noise, t), t, idx, gen), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -11,6 +11,7 @@ from ..labels import mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.mask_generator import draw_maps
+from ..synthesis.weights import noise_schedule
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
 from ..volumetry import ventricle_volumes_ml
@@ -37,7 +38,8 @@ def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskM
     """Train the label-map autoencoder (cross-entropy + soft Dice + small KL) until the step or time budget.
 
     The Dice term weighs every label equally, so the small ones (inferior lateral ventricles, accumbens,
-    vessels) are reconstructed too, not only the voxel majority that cross-entropy favours.
+    vessels) are reconstructed too, not only the voxel majority that cross-entropy favours. Half the maps
+    are shown as their left-right mirror image, as the diffusion stage will encode them.
     """
     from monai.losses import DiceLoss
 
@@ -48,8 +50,9 @@ def train_mask_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: MaskM
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     run = Run(run_dir)
     def step(i: int) -> dict:
-        labels, _ = data.batch(np.random.default_rng([seed, i]), batch_size)  # resumed runs go on, not repeat
-        x = torch.stack([one_hot(a) for a in labels]).to(device)
+        rng = np.random.default_rng([seed, i])  # draws depend on the step: resumed runs go on, not repeat
+        labels, _ = data.batch(rng, batch_size)
+        x = torch.stack([one_hot(mirror_labels(a) if rng.random() < 0.5 else a) for a in labels]).to(device)
         recon, mu, sigma = ae(x)
         ce = F.cross_entropy(recon, x.argmax(1))
         soft_dice = dice(recon, x)
@@ -114,6 +117,6 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                          title=f"sample for {volume:g} mL (guidance 3), step {i}: "
                                f"{ventricle_volumes_ml(labels)['total']:.1f} mL")
 
-    return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, cfg.train_timesteps,
+    return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, noise_schedule(cfg),
                                   {"config": cfg.to_dict(), "stage": "mask-ldm"}, batch_size, lr, device, seed,
                                   preview)
