@@ -1,4 +1,4 @@
-"""The diffusion stage shared by both generators: noise prediction on a frozen autoencoder's latents."""
+"""The diffusion stage shared by both generators: denoising on a frozen autoencoder's latents."""
 from __future__ import annotations
 
 import hashlib
