@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ventkit.anatomy.corpus import build_corpus
-from ventkit.models import WeightsError
+from ventkit.models import WeightsError, models_dir
 from ventkit.synthesis.mask_generator import MaskGenerator, export_weights
 from ventkit.synthesis.mask_model import MaskModelConfig, build_unet, encode_volume
 from ventkit.training.latent import diffusion_weights
@@ -90,6 +90,30 @@ def test_corrupted_weights_are_rejected(trained, tmp_path):
     (folder / "model_card.json").unlink()
     with pytest.raises(WeightsError, match="model card not found"):
         MaskGenerator(folder, device="cpu")
+
+
+def test_calibration_is_fitted_checksummed_inverted_and_dropped_with_new_weights(trained, tmp_path):
+    import shutil
+
+    from ventkit.synthesis.mask_generator import calibrate
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained[0] / "model", folder)
+    cal = calibrate(folder, seeds=1, points=3, steps=2, device="cpu")
+    assert len(cal["generated_ml"]) == 3 and cal["guidance"] == 3.0
+    gen = MaskGenerator(folder, device="cpu")
+    assert gen.calibration == cal and "calibration.json" in gen.card["files"]
+    gen.calibration = {**cal, "condition_ml": [10.0, 100.0], "generated_ml": [20.0, 200.0]}
+    assert gen.condition_ml(50.0, 3.0) == pytest.approx(25.0) and gen.condition_ml(50.0, 1.0) == 50.0
+    fitted = (folder / "calibration.json").read_text()
+    (folder / "calibration.json").write_text(json.dumps({**cal, "guidance": 2.0}))
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        MaskGenerator(folder, device="cpu")
+    (folder / "calibration.json").write_text(fitted)
+    ldm = Run(trained[0] / "ldm").load()
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in diffusion_weights(ldm).items()}
+    export_weights(ldm["autoencoder"], other, TINY, 1.0, folder, {"training": "test"})
+    assert not (folder / "calibration.json").exists() and MaskGenerator(folder, device="cpu").calibration is None
 
 
 def test_export_writes_losses_and_benchmark_metrics_into_the_card(trained, tmp_path):
@@ -235,3 +259,15 @@ def test_standardized_latents_decode_the_same():
         torch.testing.assert_close(mu2, (mu - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1))
         torch.testing.assert_close(sigma2, sigma / std.view(1, 3, 1, 1, 1))
         torch.testing.assert_close(ae.decode(mu2), before, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not (models_dir() / "mask_generator" / "model_card.json").is_file(),
+                    reason="the mask generator is not shipped")
+def test_shipped_mask_generator_follows_the_requested_volume():
+    """Seeds the benchmark does not use; 25 DDIM steps keep it quick, so the margins are wide."""
+    gen = MaskGenerator(device="cpu")
+    assert "guidance_3" in gen.card.get("metrics", {}), "card without benchmark figures"
+    small, large = ([gen.ventricle_ml(m) for m in gen.sample(v, n=2, seed=1000, steps=25)] for v in (30, 200))
+    print(f"requested 30 mL: {small}; requested 200 mL: {large}")
+    assert max(small) < min(large)
+    assert all(abs(v - 30) <= 0.4 * 30 for v in small) and all(abs(v - 200) <= 0.4 * 200 for v in large)

@@ -242,6 +242,15 @@ def cmd_export_generator(args) -> None:
     print(f"wrote {path} and its model card")
 
 
+def cmd_calibrate_mask(args) -> None:
+    from .synthesis.mask_generator import CALIBRATION_FILE, calibrate
+
+    cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device)
+    for c, g in zip(cal["condition_ml"], cal["generated_ml"]):
+        print(f"condition {c:7.1f} mL -> median generated {g:7.1f} mL")
+    print(f"wrote {Path(args.model) / CALIBRATION_FILE} (guidance {args.guidance:g}); the card checksums it")
+
+
 def cmd_evaluate(args) -> None:
     from .evaluation import HOLDOUT_RECIPE, build_holdout, holdout_cases, run_evaluation, write_results
     from .segmentation.segment import load_segmenter
@@ -492,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--metrics", nargs="*", help=f"--json of bench/{BENCHES[generator]}: "
                                                     "its entries go into the card")
         e.set_defaults(func=cmd_export_generator, generator=generator)
+
+    c = tsub.add_parser("calibrate-mask", help="fit the exported mask generator's volume calibration curve")
+    c.add_argument("--model", required=True, help="exported mask generator folder")
+    c.add_argument("--seeds", type=int, default=8, help="maps per conditioning volume")
+    c.add_argument("--points", type=int, default=8, help="conditioning volumes, log-spaced over the trained range")
+    c.add_argument("--guidance", type=float, default=3.0)
+    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    c.set_defaults(func=cmd_calibrate_mask)
 
     s = sub.add_parser("synth", help="synthesize with the shipped generators")
     ssub = s.add_subparsers(dest="synth_command", required=True)

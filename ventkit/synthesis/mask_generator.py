@@ -1,6 +1,7 @@
 """Sampling whole-brain label maps for a requested ventricular volume, and exporting shippable weights."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -9,18 +10,30 @@ import torch
 
 from ..anatomy.grid import GRIDS
 from ..io import Volume
-from ..models import models_dir
+from ..io import write_text
+from ..models import WeightsError, models_dir, read_card, write_card
 from ..volumetry import ventricle_volumes_ml
 from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
-from .weights import LoadedGenerator, ddim_inferer, export_generator
+from .weights import WEIGHTS_FILE, LoadedGenerator, ddim_inferer, export_generator
 
 MODEL_NAME = "mask_generator"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_SEED = 1000  # calibration draws seeds 1000, 1001, ...; the benchmark and the tests use others
 
 
 def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale_factor: float,
                    out_dir: str | Path, card: dict) -> Path:
-    """Write fp16 weights (no optimizer state) and a model card with their sha256."""
-    return export_generator(out_dir, MODEL_NAME, cfg.to_dict(), scale_factor, ae_state, unet_state, card)
+    """Write fp16 weights (no optimizer state) and a model card with their sha256; a calibration fitted
+    for exactly these weights (`calibrate`) is kept and checksummed too, any other is removed."""
+    weights = export_generator(out_dir, MODEL_NAME, cfg.to_dict(), scale_factor, ae_state, unet_state, card)
+    calibration = Path(out_dir) / CALIBRATION_FILE
+    if calibration.is_file():
+        card = read_card(out_dir)
+        if json.loads(calibration.read_text()).get("weights_sha256") == card["files"][WEIGHTS_FILE]:
+            write_card(out_dir, {k: v for k, v in card.items() if k != "files"}, [WEIGHTS_FILE, CALIBRATION_FILE])
+        else:
+            calibration.unlink()
+    return weights
 
 
 @torch.no_grad()
@@ -42,8 +55,25 @@ class MaskGenerator(LoadedGenerator):
     """Volume-guided latent diffusion model drawing 33-label brain maps on its model grid."""
 
     def __init__(self, folder: str | Path | None = None, device: str = "auto"):
-        super().__init__(folder or models_dir() / MODEL_NAME, MaskModelConfig, build_autoencoder, build_unet, device)
+        folder = Path(folder or models_dir() / MODEL_NAME)
+        super().__init__(folder, MaskModelConfig, build_autoencoder, build_unet, device)
         self.grid = GRIDS[self.cfg.grid]
+        self.calibration = None
+        if CALIBRATION_FILE in self.card["files"]:  # checksummed with the weights
+            self.calibration = json.loads((folder / CALIBRATION_FILE).read_text())
+            if self.calibration["weights_sha256"] != self.card["files"][WEIGHTS_FILE]:
+                raise WeightsError(f"{folder / CALIBRATION_FILE}: fitted for other weights")
+
+    def condition_ml(self, volume_ml: float, guidance: float) -> float:
+        """The volume to condition on so that the drawn maps' median ventricle volume is `volume_ml`:
+        the calibration curve inverted (log-linear between its points) at the guidance it was fitted for;
+        `volume_ml` itself without a calibration or at another guidance."""
+        cal = self.calibration
+        if cal is None or guidance != cal["guidance"]:
+            return volume_ml
+        generated = np.log(cal["generated_ml"])
+        generated = np.maximum.accumulate(generated) + 1e-6 * np.arange(len(generated))  # monotone for interp
+        return float(np.exp(np.interp(np.log(volume_ml), generated, np.log(cal["condition_ml"]))))
 
     def clamp_volume(self, volume_ml: float) -> float:
         lo, hi = self.cfg.volume_range_ml
@@ -53,14 +83,39 @@ class MaskGenerator(LoadedGenerator):
         return float(min(max(volume_ml, lo), hi))
 
     def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float = 3.0,
-               steps: int = 50) -> list[Volume]:
+               steps: int = 50, calibrated: bool = True) -> list[Volume]:
         """`n` label maps (RAS, model grid centred at the origin) for the requested volume: those of seeds
-        `seed`, `seed` + 1, ... (drawn in one batch)."""
+        `seed`, `seed` + 1, ... (drawn in one batch); conditioned through the calibration (`condition_ml`)
+        unless `calibrated` is False."""
         volume_ml = self.clamp_volume(volume_ml)
-        maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, volume_ml, n, seed, guidance,
+        condition = self.condition_ml(volume_ml, guidance) if calibrated else volume_ml
+        maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, condition, n, seed, guidance,
                          steps, self.device)
         affine = self.grid.affine((0, 0, 0))
         return [Volume(lab, affine, f"generated {volume_ml:g} mL seed {seed + i}") for i, lab in enumerate(maps)]
 
     def ventricle_ml(self, labels: Volume) -> float:
         return ventricle_volumes_ml(labels)["total"]
+
+
+def calibrate(folder: str | Path, seeds: int = 8, points: int = 8, guidance: float = 3.0, steps: int = 50,
+              device: str = "auto") -> dict:
+    """Fit the volume calibration of the generator in `folder` and store it there (checksummed by the card).
+
+    Conditions log-spaced over the trained range, `seeds` maps each (seeds from `CALIBRATION_SEED`);
+    the median ventricle volume drawn per condition is the curve `MaskGenerator.condition_ml` inverts.
+    A diffusion model's maps follow its condition monotonically but not one to one (a model trained for
+    a few thousand steps shrinks or widens the range); the curve corrects that without retraining."""
+    gen = MaskGenerator(folder, device)
+    lo, hi = gen.cfg.volume_range_ml
+    conditions = np.geomspace(lo, hi, points)
+    generated = [float(np.median([gen.ventricle_ml(m) for m in gen.sample(
+        c, n=seeds, seed=CALIBRATION_SEED, guidance=guidance, steps=steps, calibrated=False)])) for c in conditions]
+    calibration = {"weights_sha256": gen.card["files"][WEIGHTS_FILE], "guidance": guidance, "ddim_steps": steps,
+                   "seeds": [CALIBRATION_SEED, CALIBRATION_SEED + seeds - 1],
+                   "condition_ml": [round(float(c), 3) for c in conditions],
+                   "generated_ml": [round(g, 3) for g in generated]}
+    write_text(Path(folder) / CALIBRATION_FILE, json.dumps(calibration, indent=1))
+    card = {k: v for k, v in gen.card.items() if k != "files"}
+    write_card(folder, card, [WEIGHTS_FILE, CALIBRATION_FILE])
+    return calibration
