@@ -1,6 +1,7 @@
 """Shipped generator weights: fp16 state dicts without optimizer state, a model card, checksum-verified loading."""
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -23,9 +24,11 @@ def export_generator(out_dir: str | Path, name: str, config: dict, scale_factor:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
+    buffer = io.BytesIO()  # saved to memory first: an archive named after no temporary file, so the same
+    torch.save({"config": config, "scale_factor": scale_factor,  # weights always give the same sha256
+                "autoencoder": half_precision(autoencoder), "unet": half_precision(unet)}, buffer)
     with atomic_path(weights) as tmp:
-        torch.save({"config": config, "scale_factor": scale_factor,
-                    "autoencoder": half_precision(autoencoder), "unet": half_precision(unet)}, tmp)
+        tmp.write_bytes(buffer.getvalue())
     write_card(out_dir, {"name": name, "date": date.today().isoformat(), "config": config, **card}, [WEIGHTS_FILE])
     return weights
 
