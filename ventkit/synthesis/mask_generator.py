@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from ..anatomy.grid import GRIDS
-from ..io import Volume
-from ..io import write_text
+from ..io import Volume, write_text
 from ..models import WeightsError, models_dir, read_card, write_card
 from ..volumetry import ventricle_volumes_ml
 from .mask_model import NULL_CONTEXT, MaskModelConfig, build_autoencoder, build_unet, encode_volume, to_label_ids
