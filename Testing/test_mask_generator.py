@@ -227,6 +227,38 @@ def test_diffusion_pairs_render_a_t1_while_the_image_generator_is_not_shipped(tr
     assert json.loads(files["info"].read_text())["measured_ml"] == a.info["measured_ml"]
 
 
+def test_finer_spacing_keeps_the_field_of_view_and_the_map(trained, tmp_path, monkeypatch):
+    from ventkit.errors import InputError
+    from ventkit.synthesis.pairs import Appearance, DiffusionSynthesizer
+    from ventkit.volumetry import ventricle_volumes_ml
+
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path / "none"))
+    root, _ = trained
+    gen = MaskGenerator(root / "model", "cpu")
+    coarse = gen.sample(80.0, 1, seed=2, steps=3)[0]
+    fine = gen.sample(80.0, 1, seed=2, steps=3, spacing_mm=2.0)[0]
+    np.testing.assert_allclose(fine.spacing, 2.0, atol=0.05)
+    extent = lambda v: np.array(v.array.shape) * v.spacing  # noqa: E731
+    np.testing.assert_allclose(extent(fine), extent(coarse), atol=1e-6)
+    np.testing.assert_allclose(fine.affine[:3, :3] @ (np.array(fine.array.shape) - 1) / 2 + fine.affine[:3, 3], 0,
+                               atol=1e-6)  # centred at the origin like the model grid
+    # the same drawn map: per-label volumes agree up to boundary interpolation
+    a, b = ventricle_volumes_ml(coarse), ventricle_volumes_ml(fine)
+    assert abs(a["total"] - b["total"]) <= 0.15 * a["total"] + 1.0
+    with pytest.raises(InputError, match="--spacing"):
+        gen.sample(80.0, 1, spacing_mm=10.0)
+    with pytest.raises(InputError, match="--spacing"):
+        DiffusionSynthesizer(mask_model=root / "model", spacing_mm=0.1)
+    # a training appearance: randomized contrast and thick slices, said in the pair's info
+    synth = DiffusionSynthesizer(mask_model=root / "model", steps=3, spacing_mm=2.5,
+                                 appearance=Appearance("random", (4.0, 6.0)))
+    pair = synth.sample(80.0, seed=1)
+    assert pair.info["contrast"] == "random" and 4.0 <= pair.info["thickness_mm"] <= 6.0
+    assert pair.image.array.shape == pair.segmentation.array.shape and pair.info["spacing_mm"][0] == 2.5
+    with pytest.raises(InputError, match="--thickness"):
+        Appearance("t1", (0.2, 1.0))
+
+
 def test_cli_synth_mask_writes_maps_and_prints_volumes(trained, tmp_path, capsys):
     from ventkit.cli import main
     from ventkit.io import read_volume

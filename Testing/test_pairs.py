@@ -48,3 +48,14 @@ def test_cli_synth_pair(subjects, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "backend: anatomy" in out and out.count("requested 80.0 mL") == 2
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_cli_synth_pair_randomized_appearance(subjects, tmp_path, capsys):
+    assert main(["synth", "pair", "--volume", "60", "--n", "2", "--backend", "anatomy", "--grid", "mask",
+                 "--contrast", "random", "--thickness", "3", "5", "--out", str(tmp_path)]) == 0
+    infos = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    assert [i["contrast"] for i in infos] == ["random", "random"]
+    assert all(3.0 <= i["thickness_mm"] <= 5.0 for i in infos)
+    assert main(["synth", "pair", "--volume", "60", "--backend", "anatomy", "--thickness", "9", "12",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--thickness" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -316,10 +316,9 @@ def cmd_synth_mask(args) -> None:
 
 
 def cmd_synth_pair(args) -> None:
-    from .synthesis.pairs import load_synthesizer, write_pair
+    from .synthesis.pairs import write_pair
 
-    synth = load_synthesizer(args.backend, args.labels, args.grid, args.device, args.guidance, args.steps)
-    print(f"backend: {synth.name} ({synth.description})")
+    synth = _load_synthesizer(args)
     for i in range(args.n):
         pair = synth.sample(args.volume, args.seed, i)
         stem = f"pair_{args.volume:g}ml_seed{args.seed}_{i}"
@@ -331,10 +330,8 @@ def cmd_synth_pair(args) -> None:
 
 def cmd_synth_dataset(args) -> None:
     from .synthesis.dataset import build_synthetic_dataset
-    from .synthesis.pairs import load_synthesizer
 
-    synth = load_synthesizer(args.backend, args.labels, args.grid, args.device, args.guidance, args.steps)
-    print(f"backend: {synth.name} ({synth.description})")
+    synth = _load_synthesizer(args)
     dataset = build_synthetic_dataset(synth, args.out, args.n, args.volumes, args.seed)
     print(f"wrote {dataset['numTraining']} cases to {args.out} (cases.csv: requested vs measured mL; volumes.png)")
 
@@ -420,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--contrast", choices=("t1", "random", "real"), default="t1",
                    help="rendered T1, SynthSeg's random contrast, or each subject's own real T1 "
                         "(a folder written by `corpus label-real`)")
-    b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random)")
+    b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random; default: beside the label maps)")
     b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
     b.set_defaults(func=cmd_corpus_build)
 
@@ -556,7 +553,30 @@ def _synthesizer_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="diffusion: device")
     q.add_argument("--labels", help="anatomy: folder of real label maps (default: $VENTKIT_DATA or ../shared)")
     q.add_argument("--grid", choices=tuple(GRIDS), default="paper", help="anatomy: output grid")
+    q.add_argument("--spacing", type=float, help="diffusion: voxel size (mm) of the output, finer than the "
+                                                  "model grid (label scores interpolated before the argmax)")
+    q.add_argument("--contrast", choices=("t1", "random", "mixed"), default="t1",
+                   help="rendered images: T1, SynthSeg's random contrast, or either per pair")
+    q.add_argument("--thickness", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
+                   help="rendered images: slice thickness range in mm (e.g. 1 6 for training sets)")
+    q.add_argument("--priors", help="SynthSeg priors folder (random contrast; default: beside the label maps)")
     q.add_argument("--out", required=True)
+
+
+def _load_synthesizer(args):
+    """The synthesizer that `synth pair` and `synth dataset` options describe."""
+    from .anatomy.render import load_generation_classes
+    from .anatomy.subjects import default_priors_dir
+    from .synthesis.pairs import Appearance, load_synthesizer
+
+    classes = None
+    if args.contrast != "t1":
+        classes = load_generation_classes(args.priors or default_priors_dir(args.labels))
+    appearance = Appearance(args.contrast, tuple(args.thickness), classes)
+    synth = load_synthesizer(args.backend, args.labels, args.grid, args.device, args.guidance, args.steps,
+                             args.spacing, appearance)
+    print(f"backend: {synth.name} ({synth.description})")
+    return synth
 
 
 def _interrupt(signum, frame):

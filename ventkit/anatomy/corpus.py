@@ -17,7 +17,7 @@ from .deform import DeformationSpec, RandomDeformation
 from .grid import GRIDS, Grid, sample_image, sample_labels
 from .nnunet import NnUNetDatasetWriter
 from .render import RenderSpec, acquire, load_generation_classes, render
-from .subjects import list_subjects, load_subject, split_subjects
+from .subjects import default_priors_dir, list_subjects, load_subject, split_subjects
 from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
 CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast, the subject's own T1
@@ -186,7 +186,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
                                   f"contrast {contrast}, seed {seed}", split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
-                    load_generation_classes(priors_dir) if contrast == "random" else None)
+                    load_generation_classes(priors_dir or default_priors_dir(label_dir))
+                    if contrast == "random" else None)
     writer = NnUNetDatasetWriter(out_dir, job.description)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]

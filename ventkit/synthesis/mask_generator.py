@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..anatomy.grid import GRIDS
+from ..anatomy.grid import GRIDS, Grid
+from ..errors import InputError
 from ..io import Volume, write_text
 from ..models import WeightsError, models_dir, read_card, write_card
 from ..volumetry import ventricle_volumes_ml
@@ -37,9 +38,11 @@ def export_weights(ae_state: dict, unet_state: dict, cfg: MaskModelConfig, scale
 
 @torch.no_grad()
 def draw_maps(autoencoder, unet, cfg: MaskModelConfig, scale_factor: float, volume_ml: float, n: int, seed: int,
-              guidance: float, steps: int, device) -> np.ndarray:
+              guidance: float, steps: int, device, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """(n, X, Y, Z) label ids drawn in one batch by DDIM with classifier-free guidance (1: none) for
-    `volume_ml`; map i starts from the noise of seed + i, so it is the map that seed alone draws."""
+    `volume_ml`; map i starts from the noise of seed + i, so it is the map that seed alone draws.
+    With `out_shape` (the model grid's field of view at a finer voxel size), the decoded label scores are
+    interpolated to it before the argmax, so boundaries are smooth rather than blocky."""
     scheduler, inferer = ddim_inferer(cfg, scale_factor, steps, device)
     shape = [cfg.latent_channels, *(s // 4 for s in GRIDS[cfg.grid].shape)]
     noise = torch.stack([torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(seed + i))
@@ -47,6 +50,9 @@ def draw_maps(autoencoder, unet, cfg: MaskModelConfig, scale_factor: float, volu
     context = encode_volume([volume_ml] * n, cfg).to(device)
     logits = inferer.sample(noise, autoencoder, unet, scheduler, conditioning=context, mode="crossattn",
                             verbose=False, cfg=guidance if guidance != 1 else None, cfg_fill_value=NULL_CONTEXT)
+    if out_shape is not None and tuple(out_shape) != tuple(logits.shape[2:]):
+        return np.stack([to_label_ids(torch.nn.functional.interpolate(x[None].float(), size=tuple(out_shape),
+                                                                      mode="trilinear"))[0] for x in logits])
     return to_label_ids(logits)
 
 
@@ -81,16 +87,28 @@ class MaskGenerator(LoadedGenerator):
                           f"clamped to {min(max(volume_ml, lo), hi):g} mL")
         return float(min(max(volume_ml, lo), hi))
 
+    def output_grid(self, spacing_mm: float | None = None) -> Grid:
+        """The model grid, or its field of view at about `spacing_mm` (0.5 mm up to the model's voxel size)."""
+        if spacing_mm is None:
+            return self.grid
+        if not 0.5 <= spacing_mm <= max(self.grid.spacing):
+            raise InputError("--spacing", f"{spacing_mm:g} mm: choose 0.5 mm up to the model's "
+                                          f"{max(self.grid.spacing):.2f} mm")
+        shape = tuple(int(round(e / spacing_mm)) for e in self.grid.extent_mm)
+        return Grid(shape, tuple(float(e / s) for e, s in zip(self.grid.extent_mm, shape)))
+
     def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float = 3.0,
-               steps: int = 50, calibrated: bool = True) -> list[Volume]:
-        """`n` label maps (RAS, model grid centred at the origin) for the requested volume: those of seeds
-        `seed`, `seed` + 1, ... (drawn in one batch); conditioned through the calibration (`condition_ml`)
-        unless `calibrated` is False."""
+               steps: int = 50, calibrated: bool = True, spacing_mm: float | None = None) -> list[Volume]:
+        """`n` label maps (RAS, centred at the origin) for the requested volume: those of seeds `seed`,
+        `seed` + 1, ... (drawn in one batch); conditioned through the calibration (`condition_ml`) unless
+        `calibrated` is False. On the model grid, or with `spacing_mm` its field of view at that voxel size
+        (the decoded label scores interpolated, see `draw_maps`)."""
         volume_ml = self.clamp_volume(volume_ml)
+        grid = self.output_grid(spacing_mm)
         condition = self.condition_ml(volume_ml, guidance) if calibrated else volume_ml
         maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, condition, n, seed, guidance,
-                         steps, self.device)
-        affine = self.grid.affine((0, 0, 0))
+                         steps, self.device, grid.shape)
+        affine = grid.affine((0, 0, 0))
         return [Volume(lab, affine, f"generated {volume_ml:g} mL seed {seed + i}") for i, lab in enumerate(maps)]
 
     def ventricle_ml(self, labels: Volume) -> float:

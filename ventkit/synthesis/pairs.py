@@ -32,6 +32,32 @@ class Pair:
     info: dict
 
 
+CONTRASTS = ("t1", "random", "mixed")
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How a pair's image is rendered SynthSeg-style: contrast "t1", "random" (SynthSeg's randomized
+    contrast, with its generation classes when given) or "mixed" (either, drawn per pair), and the range
+    of the slice thickness. The default is a clean 1 mm T1, what the panel shows; VentSegment's training
+    sets randomize it."""
+
+    contrast: str = "t1"
+    thickness_mm: tuple[float, float] = (1.0, 1.0)
+    classes: dict | None = None
+
+    def __post_init__(self):
+        if self.contrast not in CONTRASTS:
+            raise InputError("--contrast", f"unknown contrast '{self.contrast}' (choose from {', '.join(CONTRASTS)})")
+        lo, hi = self.thickness_mm
+        if not 1.0 <= lo <= hi <= 8.0:
+            raise InputError("--thickness", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
+
+    def spec(self, rng: np.random.Generator) -> RenderSpec:
+        contrast = self.contrast if self.contrast != "mixed" else ("t1", "random")[int(rng.integers(2))]
+        return RenderSpec(contrast=contrast, thickness_mm=self.thickness_mm)
+
+
 class AnatomySynthesizer:
     """Pairs drawn from the real training label maps (never the hold-out subjects)."""
 
@@ -40,14 +66,14 @@ class AnatomySynthesizer:
                    "T1 rendered SynthSeg-style (not the latent diffusion generators)")
     volume_range_ml = (MIN_ML, MAX_ML)
 
-    def __init__(self, label_dir: str | Path | None = None, grid: str = "paper"):
+    def __init__(self, label_dir: str | Path | None = None, grid: str = "paper", appearance: Appearance = Appearance()):
         if grid not in GRIDS:
             raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
         self.paths = list_subjects(label_dir)
         self.subjects = split_subjects(label_dir)["train"]
         if not self.subjects:
             raise InputError(label_dir or "label maps", "no training subjects (all are hold-out)")
-        self.grid = grid
+        self.grid, self.appearance = grid, appearance
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
@@ -55,9 +81,8 @@ class AnatomySynthesizer:
         rng = np.random.default_rng([seed, index])
         subject = self.subjects[int(rng.integers(len(self.subjects)))]
         source = load_subject(str(self.paths[subject]))
-        # a clean 1 mm-slice acquisition: the panel shows the anatomy, training corpora randomize it
-        case = make_case(source, GRIDS[self.grid], volume_ml, rng,
-                         RenderSpec(contrast="t1", thickness_mm=(1.0, 1.0)))
+        case = make_case(source, GRIDS[self.grid], volume_ml, rng, self.appearance.spec(rng),
+                         self.appearance.classes)
         info = {"backend": self.name, "backend_description": self.description, "subject": subject,
                 "seed": seed, "index": index, "grid": self.grid, **case.info}
         return Pair(case.image, case.segmentation, info)
@@ -70,7 +95,8 @@ class DiffusionSynthesizer:
     name = "diffusion"
 
     def __init__(self, mask_model: str | Path | None = None, image_model: str | Path | None = None,
-                 device: str = "auto", guidance: float = 3.0, steps: int = 50):
+                 device: str = "auto", guidance: float = 3.0, steps: int = 50, spacing_mm: float | None = None,
+                 appearance: Appearance = Appearance()):
         from .mask_generator import MaskGenerator
 
         self.masks = MaskGenerator(mask_model, device)
@@ -80,7 +106,9 @@ class DiffusionSynthesizer:
 
             self.images = ImageGenerator(image_model, device)
         self.volume_range_ml = self.masks.cfg.volume_range_ml
-        self.guidance, self.steps = guidance, steps
+        self.guidance, self.steps, self.appearance = guidance, steps, appearance
+        self.spacing_mm = spacing_mm
+        self.masks.output_grid(spacing_mm)  # refuse a bad spacing before anything is drawn
         self.description = "volume-guided mask latent diffusion model, then " + (
             "the SPADE image latent diffusion model" if self.images else
             "a T1 rendered SynthSeg-style from the generated map (the image generator is not shipped)")
@@ -89,19 +117,21 @@ class DiffusionSynthesizer:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
         _check_range(volume_ml, self.volume_range_ml)
         pair_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps)[0]
+        labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps,
+                                   spacing_mm=self.spacing_mm)[0]
+        acquisition = {}
         if self.images:
             image = self.images.sample(labels, pair_seed, self.steps)
         else:
             rng = np.random.default_rng(pair_seed)
-            spacing = np.linalg.norm(labels.affine[:3, :3], axis=0)
-            array, _ = render(labels.array, spacing, rng, RenderSpec(contrast="t1", thickness_mm=(1.0, 1.0)))
-            image = Volume(array, labels.affine, "rendered T1")
+            array, acquisition = render(labels.array, labels.spacing, rng, self.appearance.spec(rng), self.appearance.classes)
+            image = Volume(array, labels.affine, "rendered image")
         info = {"backend": self.name, "backend_description": self.description, "subject": "generated",
                 "image": "spade-ldm" if self.images else "rendered", "seed": seed, "index": index,
-                "grid": self.masks.cfg.grid, "requested_ml": volume_ml,
+                "grid": self.masks.cfg.grid, "spacing_mm": [round(float(v), 3) for v in labels.spacing],
+                "requested_ml": volume_ml,
                 "measured_ml": round(self.masks.ventricle_ml(labels), 3), "guidance": self.guidance,
-                "steps": self.steps}
+                "steps": self.steps, **acquisition}
         return Pair(image, labels, info)
 
 
@@ -124,13 +154,15 @@ def diffusion_available() -> bool:
 
 
 def load_synthesizer(backend: str = "auto", label_dir: str | Path | None = None, grid: str = "paper",
-                     device: str = "auto", guidance: float = 3.0, steps: int = 50):
+                     device: str = "auto", guidance: float = 3.0, steps: int = 50, spacing_mm: float | None = None,
+                     appearance: Appearance = Appearance()):
     """`diffusion` when the mask generator is shipped (or asked for), else `anatomy`."""
     if backend == "diffusion" or (backend == "auto" and diffusion_available()):
-        return DiffusionSynthesizer(device=device, guidance=guidance, steps=steps)
+        return DiffusionSynthesizer(device=device, guidance=guidance, steps=steps, spacing_mm=spacing_mm,
+                                    appearance=appearance)
     if backend not in ("auto", "anatomy"):
         raise InputError("--backend", f"unknown backend '{backend}' (auto, diffusion or anatomy)")
-    return AnatomySynthesizer(label_dir, grid)
+    return AnatomySynthesizer(label_dir, grid, appearance)
 
 
 def write_pair(pair: Pair, out_dir: str | Path, stem: str, preview: bool = True) -> dict[str, Path]:
