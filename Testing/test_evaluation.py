@@ -65,3 +65,17 @@ def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_pa
     holdout = json.loads((out / "metrics.json").read_text())["tiny"]["holdout"]
     assert holdout["n"] == 3 and len(holdout["by_set"]) == 3 and sum(x["n"] for x in holdout["by_set"]) == 3
     assert (out / "bland_altman_scatter.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_names_the_synthseg_recipe_when_synthseg_is_not_installed(tiny_holdout, tiny_model, tmp_path,
+                                                                          monkeypatch, capsys):
+    import shutil
+
+    shutil.copytree(tiny_model, tmp_path / "models" / "ventsegment_synthseg_recipe")
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("VENTKIT_SYNTHSEG", str(tmp_path / "no_such_mri_synthseg"))
+    root, _ = tiny_holdout
+    assert main(["evaluate", "--holdout", str(root), "--grid", "mask", "--scale", "0.01", "--models", "synthseg",
+                 "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "mri_synthseg not found" in printed and "| synthseg_recipe | 3 |" in printed

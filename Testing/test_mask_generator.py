@@ -116,6 +116,35 @@ def test_calibration_is_fitted_checksummed_inverted_and_dropped_with_new_weights
     assert not (folder / "calibration.json").exists() and MaskGenerator(folder, device="cpu").calibration is None
 
 
+def test_label_offsets_move_drawn_volumes_toward_the_training_maps(trained, tmp_path, capsys):
+    import shutil
+
+    from ventkit.cli import main
+    from ventkit.labels import SEGMENTATION_IDS
+    from ventkit.synthesis.mask_generator import FIXED_LABELS, calibrate, label_volume_error
+
+    root, _ = trained
+    folder = tmp_path / "model"
+    shutil.copytree(root / "model", folder)
+    assert main(["train", "calibrate-mask", "--model", str(folder), "--seeds", "1", "--points", "2", "--steps", "2",
+                 "--device", "cpu", "--data", str(root / "corpus")]) == 0
+    assert "label  26: offset" in capsys.readouterr().out
+    cal = json.loads((folder / "calibration.json").read_text())
+    offsets = cal["label_offsets"]
+    assert set(offsets) == {str(i) for i in SEGMENTATION_IDS}
+    assert all(offsets[str(i)] == 0 for i in FIXED_LABELS) and any(offsets.values())
+    # the fit moves the mean voxel counts of the fitted labels toward the training maps'
+    target, before, after = np.array(list(cal["label_offset_fit"]["mean_voxels"].values())).T
+    free = ~np.isin(SEGMENTATION_IDS, FIXED_LABELS)
+    assert label_volume_error(after, target, free) < label_volume_error(before, target, free)
+    gen = MaskGenerator(folder, device="cpu")
+    with_offsets = gen.sample(60.0, 1, seed=3, steps=2)[0].array
+    gen.label_offsets = None
+    assert not np.array_equal(with_offsets, gen.sample(60.0, 1, seed=3, steps=2)[0].array)
+    # refitting the volume curve alone keeps the offsets
+    assert calibrate(folder, seeds=1, points=2, steps=2, device="cpu")["label_offsets"] == offsets
+
+
 def test_export_writes_losses_and_benchmark_metrics_into_the_card(trained, tmp_path):
     import json
 

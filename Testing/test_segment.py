@@ -199,6 +199,34 @@ def test_model_folder_runs_in_stock_nnunet_layout(tiny_model):
     assert os.path.getsize(tiny_model / MODEL_FILES[2]) < 16e6
 
 
+def test_start_from_loads_every_weight_of_the_same_network_else_all_but_the_outputs(tiny_model):
+    import copy
+
+    import torch
+    from ventkit.segmentation.predictor import VentricleSegmenter
+    from ventkit.training.segmenter import start_from
+
+    trained = VentricleSegmenter(tiny_model, device="cpu").predictor.network
+    checkpoint = tiny_model / MODEL_FILES[2]
+    net = copy.deepcopy(trained)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    start_from(net, checkpoint)  # the same network: a fine-tune starts from every weight, outputs included
+    for (name, a), b in zip(net.state_dict().items(), trained.state_dict().values()):
+        torch.testing.assert_close(a, b.float(), msg=name)
+    other = copy.deepcopy(trained)  # another class count: nnU-Net's transfer, output layers left as they are
+    for stage in other.decoder.seg_layers:
+        stage.weight = torch.nn.Parameter(torch.zeros(7, *stage.weight.shape[1:]))
+        stage.bias = torch.nn.Parameter(torch.zeros(7))
+    start_from(other, checkpoint)
+    assert all(not s.weight.any() for s in other.decoder.seg_layers)
+    torch.testing.assert_close(other.encoder.stages[0][0].convs[0].conv.weight,
+                               trained.encoder.stages[0][0].convs[0].conv.weight.float())
+    with pytest.raises(InputError, match="cannot start from"):
+        start_from(net, tiny_model / "plans.json")
+
+
 def test_resumed_run_keeps_its_settings(tmp_path):
     """A run resumes only with the schedule it started with; the weights it started from stay on record."""
     from ventkit.training.segmenter import train_segmenter

@@ -14,9 +14,10 @@ from ventkit.evaluation import build_holdout, holdout_cases, score
 from ventkit.io import read_volume
 from ventkit.labels import VENTRICLE_IDS
 from ventkit.models import read_card
-from ventkit.segmentation.segment import load_segmenter, model_folder, shipped_models
+from ventkit.segmentation.segment import SYNTHSEG_RECIPE, load_segmenter, model_folder, shipped_models
 
-SHIPPED = shipped_models()
+# the VentSegment models and the SynthSeg-recipe baseline (`--model synthseg` without mri_synthseg)
+SHIPPED = shipped_models() + [SYNTHSEG_RECIPE] * (model_folder(SYNTHSEG_RECIPE) / "model_card.json").is_file()
 MIN_DICE = 0.70  # total ventricles, natural volumes
 MAX_ERROR = 0.25  # relative total-volume error, natural volumes
 MIN_FOUND_ML = 5.0  # enlarged ventricles, any contrast
@@ -33,7 +34,7 @@ def holdout_cases_one_each(tmp_path_factory, subjects):
 def test_shipped_model_segments_holdout_subjects(name, holdout_cases_one_each):
     card = read_card(model_folder(name))
     assert card["files"] and "holdout" in card.get("metrics", {}), "card without checksums or hold-out metrics"
-    segmenter = load_segmenter(name, device="cpu")
+    segmenter = load_segmenter(name, device="cpu", folder=model_folder(name))
     for case in holdout_cases_one_each:
         image, truth = read_volume(case["image"]), read_volume(case["truth"], labels=True)
         pred = segmenter.segment(image).array

@@ -1,6 +1,6 @@
 """Benchmark of the shipped mask generator: volume control, plausibility, guidance, time per sample.
 
-    python bench/mask_volume_control.py [--model DIR] [--seeds 8] [--steps 50] [--device auto] [--json FILE]
+    python bench/mask_volume_control.py [--model DIR] [--seeds 8] [--steps 50] [--device auto] [--json FILE] [--card]
 
 Prints, for requested volumes 15-250 mL x seeds (each volume's seeds drawn as one batch): median absolute
 relative volume error and Pearson r (guidance 3 and 1 as shipped, i.e. through the model's volume
@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ventkit.io import write_text
+from ventkit.models import write_card
 from ventkit.labels import LEFT_IDS, RIGHT_IDS, SEGMENTATION_IDS
 from ventkit.synthesis.mask_generator import MaskGenerator
 
@@ -37,7 +38,8 @@ def plausibility(maps) -> dict:
         flat = m.array.reshape(-1)
         left_x, right_x = x[np.isin(flat, list(LEFT_IDS))], x[np.isin(flat, list(RIGHT_IDS))]
         sides_ok.append(left_x.size > 0 and right_x.size > 0 and left_x.mean() < right_x.mean())
-    return {"min_label_presence": float(present.min()), "lateral_one_component": float(np.mean(one_piece)),
+    return {"min_label_presence": float(present.min()), "least_present_label": int(SEGMENTATION_IDS[present.argmin()]),
+            "labels_below_95_percent": int((present < 0.95).sum()), "lateral_one_component": float(np.mean(one_piece)),
             "left_on_left": float(np.mean(sides_ok))}
 
 
@@ -63,6 +65,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the figures here (for `ventkit train export-mask --metrics`)")
+    p.add_argument("--card", action="store_true", help="store the figures as the metrics of the model's card "
+                                                       "(it checksums the same files as before)")
     args = p.parse_args()
     gen = MaskGenerator(args.model, device=args.device)
     print(f"mask generator {gen.card['files']['weights.pt'][:12]} on {gen.device}, {args.steps} DDIM steps")
@@ -91,11 +95,15 @@ def main() -> None:
     single = time.perf_counter() - t0
     print(f"one sample alone (guidance 3): {single:.2f} s; in batches of {args.seeds}: "
           f"{results['guidance_3']['seconds_per_sample']:.2f} s per sample")
+    metrics = {**{name: {k: round(v, 4) for k, v in r.items()} for name, r in results.items()},
+               "seeds": args.seeds, "ddim_steps": args.steps, "single_sample_seconds": round(single, 3),
+               "device": str(gen.device)}
     if args.json:
-        metrics = {name: {k: round(v, 4) for k, v in r.items()} for name, r in results.items()}
-        write_text(args.json, json.dumps({"mask_generator": {**metrics, "seeds": args.seeds, "ddim_steps": args.steps,
-                                                             "single_sample_seconds": round(single, 3),
-                                                             "device": str(gen.device)}}, indent=1))
+        write_text(args.json, json.dumps({"mask_generator": metrics}, indent=1))
+    if args.card:
+        card = {k: v for k, v in gen.card.items() if k != "files"}
+        write_card(gen.folder, {**card, "metrics": metrics}, list(gen.card["files"]))
+        print(f"wrote these figures into {gen.folder / 'model_card.json'}")
 
 
 if __name__ == "__main__":

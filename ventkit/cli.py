@@ -245,7 +245,10 @@ def cmd_export_generator(args) -> None:
 def cmd_calibrate_mask(args) -> None:
     from .synthesis.mask_generator import CALIBRATION_FILE, calibrate
 
-    cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device)
+    cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device, args.data)
+    for label, (target, before, after) in cal.get("label_offset_fit", {}).get("mean_voxels", {}).items():
+        print(f"label {label:>3}: offset {cal['label_offsets'][label]:+.2f}; mean voxels: training {target:.0f}, "
+              f"drawn {before:.0f} -> {after:.0f}")
     for c, g in zip(cal["condition_ml"], cal["generated_ml"]):
         print(f"condition {c:7.1f} mL -> median generated {g:7.1f} mL")
     print(f"wrote {Path(args.model) / CALIBRATION_FILE} (guidance {args.guidance:g}); the card checksums it")
@@ -253,13 +256,17 @@ def cmd_calibrate_mask(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .evaluation import HOLDOUT_RECIPE, build_holdout, holdout_cases, run_evaluation, write_results
-    from .segmentation.segment import load_segmenter
+    from .segmentation.references import InstalledSynthSeg
+    from .segmentation.segment import SYNTHSEG_RECIPE, load_segmenter
 
     folders = build_holdout(args.holdout, label_dir=args.labels, priors_dir=args.priors, scale=args.scale,
                             grid=args.grid)
     cases = holdout_cases(folders)
     print(f"hold-out: {len(cases)} cases in {', '.join(HOLDOUT_RECIPE)} under {args.holdout}")
-    segmenters = {m: load_segmenter(m, args.device) for m in args.models}
+    segmenters = {}
+    for m in args.models:  # `synthseg` is SynthSeg itself when installed, else the recipe baseline: say which
+        seg = load_segmenter(m, args.device)
+        segmenters[SYNTHSEG_RECIPE if m == "synthseg" and not isinstance(seg, InstalledSynthSeg) else m] = seg
     for spec in args.model_dir or []:
         name, _, folder = spec.partition("=")
         segmenters[name] = load_segmenter(name, args.device, folder=folder)
@@ -506,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--guidance", type=float, default=3.0)
     c.add_argument("--steps", type=int, default=50)
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    c.add_argument("--data", nargs="*", help="corpus folders the model was trained on: also fit the label offsets "
+                                             "(else the present ones are kept)")
     c.set_defaults(func=cmd_calibrate_mask)
 
     s = sub.add_parser("synth", help="synthesize with the shipped generators")

@@ -37,7 +37,7 @@ class LoadedGenerator:
     """A generator folder, verified against its model card, with both networks built and loaded for `device`."""
 
     def __init__(self, folder: str | Path, config_cls, build_autoencoder, build_unet, device: str = "auto"):
-        folder = Path(folder)
+        self.folder = folder = Path(folder)
         self.card = verified_model(folder)
         path = folder / WEIGHTS_FILE
         try:

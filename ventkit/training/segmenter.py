@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,8 @@ DATASET_ID = 501
 # CE_WEIGHTS_ANNEAL, so that the final model's probabilities, and hence its volumes, are not biased
 CE_CLASS_WEIGHTS = (1.0, 2.0, 80.0, 80.0, 80.0)
 CE_WEIGHTS_ANNEAL = (0.6, 0.9)
+# initial learning rate of a fine-tune (`init_from`); nnU-Net's 0.01 is for networks trained from scratch
+FINE_TUNE_LR = 0.003
 
 
 def ce_class_weights(epoch: int, num_epochs: int) -> tuple[float, ...]:
@@ -86,6 +89,7 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.num_epochs = 100
         self.save_every = 1
         self.deadline: float | None = None
+        self.weighted_ce = True  # off for runs that start from a model that already knows the small classes
 
     def _build_loss(self):
         """nnU-Net's Dice + CE with batch Dice, wrapped for deep supervision as nnU-Net does."""
@@ -93,8 +97,10 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         return super()._build_loss()
 
     def on_epoch_start(self) -> None:
-        """Set this epoch's CE class weights (see ce_class_weights), then nnU-Net's epoch start."""
-        weights = ce_class_weights(self.current_epoch, self.num_epochs)
+        """Set this epoch's CE class weights (see ce_class_weights; plain CE with `weighted_ce` off), then
+        nnU-Net's epoch start."""
+        weights = (ce_class_weights(self.current_epoch, self.num_epochs) if self.weighted_ce
+                   else (1.0,) * len(CE_CLASS_WEIGHTS))
         ce = self.loss.loss.ce if isinstance(self.loss, DeepSupervisionWrapper) else self.loss.ce
         ce.weight = torch.tensor(weights, dtype=torch.float32, device=self.device)
         self.print_to_log_file(f"CE class weights {', '.join(f'{w:.1f}' for w in weights)}")
@@ -219,8 +225,9 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
                     init_from: str | Path | None = None) -> dict:
     """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time.
 
-    `init_from`: an nnU-Net checkpoint whose weights (all but the output layers, as nnU-Net's
-    `load_pretrained_weights` does) start a new run, e.g. another VentSegment run of the same plans.
+    `init_from`: an nnU-Net checkpoint whose weights start a new run: a fine-tune (FINE_TUNE_LR, plain CE)
+    when it is a network of the same plans and classes (e.g. another VentSegment model), else all but its
+    output layers (nnU-Net's `load_pretrained_weights`).
     """
     run = Path(run)
     device = choose_device(device)
@@ -248,19 +255,37 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
         return {"finished": True, "epoch": epochs, "folder": str(fold_dir)}
     trainer = make_trainer(run, dataset_name, device, resume=latest.is_file())
     trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
+    # The class weights teach a new network the small ventricles; a network that knows them (`init_from`)
+    # loses them under the weights: fine-tuning the real model on random contrasts with CE weight 80, it
+    # called every ventricle voxel inferior lateral (lateral pseudo-Dice 0 after 200 iterations).
+    trainer.weighted_ce = not init_from
     trainer.deadline = start + minutes * 60
+    if init_from:
+        trainer.initial_lr = FINE_TUNE_LR
     if latest.is_file():
         trainer.load_checkpoint(str(latest))
     elif init_from:
-        from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
-
         trainer.initialize()
-        try:
-            load_pretrained_weights(trainer.network, str(init_from), verbose=False)
-        except (RuntimeError, KeyError, AssertionError, FileNotFoundError) as exc:
-            raise InputError(init_from, f"cannot start from these weights ({exc})") from exc
+        start_from(trainer.network, init_from)
     finished = trainer.run_training()
     return {"finished": finished, "epoch": trainer.current_epoch, "folder": str(fold_dir)}
+
+
+def start_from(network: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Load an nnU-Net checkpoint into `network`: every weight when it is the same network (a fine-tune
+    keeps what the output layers know), else all but the output layers (nnU-Net's `load_pretrained_weights`)."""
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+        net = getattr(network, "_orig_mod", network)
+        own = net.state_dict()
+        if own.keys() == state.keys() and all(own[k].shape == v.shape for k, v in state.items()):
+            net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+        else:
+            load_pretrained_weights(network, str(checkpoint), verbose=False)
+    except (RuntimeError, KeyError, AssertionError, FileNotFoundError, pickle.UnpicklingError) as exc:
+        raise InputError(checkpoint, f"cannot start from these weights ({type(exc).__name__}: {exc})") from exc
 
 
 def half_shared(state: dict) -> dict:
