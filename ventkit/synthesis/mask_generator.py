@@ -82,8 +82,7 @@ class MaskGenerator(LoadedGenerator):
             self.calibration = json.loads((folder / CALIBRATION_FILE).read_text())
             if self.calibration["weights_sha256"] != self.card["files"][WEIGHTS_FILE]:
                 raise WeightsError(f"{folder / CALIBRATION_FILE}: fitted for other weights")
-            if "label_offsets" in self.calibration:
-                self.label_offsets = np.array([self.calibration["label_offsets"][str(i)] for i in SEGMENTATION_IDS])
+            self.label_offsets = label_offsets(self.calibration)
 
     def condition_ml(self, volume_ml: float, guidance: float) -> float:
         """The volume to condition on so that the drawn maps' median ventricle volume is `volume_ml`:
@@ -129,6 +128,12 @@ class MaskGenerator(LoadedGenerator):
 
     def ventricle_ml(self, labels: Volume) -> float:
         return ventricle_volumes_ml(labels)["total"]
+
+
+def label_offsets(calibration: dict) -> np.ndarray | None:
+    """The calibration's per-label score offsets in the order of the decoded channels, or None."""
+    found = calibration.get("label_offsets")
+    return None if found is None else np.array([found[str(i)] for i in SEGMENTATION_IDS])
 
 
 def label_volume_error(counts: np.ndarray, target: np.ndarray, labels: np.ndarray) -> float:
@@ -196,7 +201,7 @@ def calibrate(folder: str | Path, seeds: int = 8, points: int = 8, guidance: flo
 
         corpus = MaskDataset(data, gen.cfg.grid)
         calibration.update(fit_label_offsets(gen, corpus.labels, corpus.volumes_ml, guidance=guidance, steps=steps))
-        gen.label_offsets = np.array([calibration["label_offsets"][str(i)] for i in SEGMENTATION_IDS])
+        gen.label_offsets = label_offsets(calibration)
     elif gen.label_offsets is not None:
         calibration.update({k: v for k, v in gen.calibration.items() if k.startswith("label_offset")})
     lo, hi = gen.cfg.volume_range_ml

@@ -225,9 +225,9 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
                     init_from: str | Path | None = None) -> dict:
     """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time.
 
-    `init_from`: an nnU-Net checkpoint whose weights start a new run: a fine-tune (FINE_TUNE_LR, plain CE)
-    when it is a network of the same plans and classes (e.g. another VentSegment model), else all but its
-    output layers (nnU-Net's `load_pretrained_weights`).
+    `init_from`: an nnU-Net checkpoint whose weights start a new run (`start_from`: every weight when it is
+    a network of the same plans and classes, e.g. another VentSegment model, else all but its output
+    layers); such a run trains at FINE_TUNE_LR with plain CE.
     """
     run = Path(run)
     device = choose_device(device)
