@@ -264,6 +264,16 @@ def test_ce_class_weights_favour_small_ventricles_then_anneal_to_plain_ce():
     assert ce_class_weights(18, 20) == ce_class_weights(19, 20) == (1.0,) * len(CE_CLASS_WEIGHTS)
 
 
+def test_fine_tunes_weight_the_small_ventricles_mildly():
+    """A fine-tune keeps some weight on the inferior lateral class (plain CE lost it), far below a new run's."""
+    from ventkit.training.segmenter import CE_CLASS_WEIGHTS, FINE_TUNE_CE_WEIGHTS, ce_class_weights
+
+    assert ce_class_weights(0, 20, FINE_TUNE_CE_WEIGHTS) == FINE_TUNE_CE_WEIGHTS
+    assert FINE_TUNE_CE_WEIGHTS[:2] == (1.0, 1.0) and min(FINE_TUNE_CE_WEIGHTS[2:]) > 1
+    assert all(f < w for f, w in zip(FINE_TUNE_CE_WEIGHTS[2:], CE_CLASS_WEIGHTS[2:]))
+    assert ce_class_weights(19, 20, FINE_TUNE_CE_WEIGHTS) == (1.0,) * len(FINE_TUNE_CE_WEIGHTS)
+
+
 def test_export_puts_this_models_metrics_in_its_card(tiny_model, tmp_path):
     evaluation = tmp_path / "metrics.json"
     evaluation.write_text(json.dumps({"tiny": {"holdout": {"n": 3, "mae_ml": 1.5}}, "other": {"holdout": {}}}))
@@ -282,3 +292,28 @@ def test_exported_checkpoint_has_its_card_beside_it(tiny_model):
 
     fold = (tiny_model / MODEL_FILES[2]).parent
     assert verified_model(fold)["files"] == {MODEL_FILES[2].split("/")[-1]: verified_model(tiny_model)["files"][MODEL_FILES[2]]}
+
+
+def test_islands_are_removed_but_each_ventricle_keeps_its_horn():
+    """Only the largest component of each ventricle stays (a lateral ventricle together with its
+    temporal horn); islands go, unless the segmenter keeps them."""
+    from ventkit.segmentation.predictor import keep_largest_components
+
+    labels = np.zeros((30, 20, 20), np.int16)
+    labels[2:10, 5:15, 5:15] = 4          # left lateral ventricle
+    labels[10:12, 5:8, 5:8] = 5           # its temporal horn, touching it
+    labels[20:24, 5:15, 5:15] = 43        # right lateral ventricle
+    labels[14, 2, 2] = 4                  # islands: lateral, horn and 3rd ventricle labels
+    labels[16, 18, 18] = 44
+    labels[26:29, 8:12, 8:12] = 14
+    labels[14, 16, 16] = 14
+    kept = keep_largest_components(labels)
+    assert kept[14, 2, 2] == kept[16, 18, 18] == kept[14, 16, 16] == 0
+    for lab in (4, 5, 43, 14):
+        assert (kept == lab).sum() == (labels == lab).sum() - {4: 1, 5: 0, 43: 0, 14: 1}[lab]
+    assert (labels[14, 2, 2], labels[16, 18, 18]) == (4, 44)  # the input is left as it was
+
+
+def test_segmenter_keeps_islands_only_when_asked(tiny_model):
+    assert not VentricleSegmenter(tiny_model, device="cpu").keep_islands
+    assert load_segmenter("tiny", "cpu", folder=tiny_model, keep_islands=True).keep_islands

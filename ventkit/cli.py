@@ -56,7 +56,7 @@ def _print_report(report: dict) -> None:
 def cmd_segment(args) -> None:
     from .segmentation.segment import load_segmenter, segment_file
 
-    segmenter = load_segmenter(args.model, args.device, folder=args.model_dir)
+    segmenter = load_segmenter(args.model, args.device, folder=args.model_dir, keep_islands=args.keep_islands)
     for image in args.images:
         result = segment_file(image, args.out, segmenter)
         print(f"{image} ({segmenter.description})")
@@ -393,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "synthetic, synthseg or samseg")
     g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.add_argument("--keep-islands", action="store_true",
+                   help="keep every connected component (default: only the largest of each ventricle)")
     g.set_defaults(func=cmd_segment)
 
     i = sub.add_parser("install-samseg", help="install FreeSurfer's SAMSEG (PyPI samseg) in an environment of its own")

@@ -53,18 +53,19 @@ def default_model(notify=print) -> str:
 
 
 def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
-                   folder: str | Path | None = None) -> Segmenter:
+                   folder: str | Path | None = None, keep_islands: bool = False) -> Segmenter:
     """A segmenter by name (default: `default_model()`); `synthseg` is the installed SynthSeg, else
     ventkit's SynthSeg-recipe baseline; `samseg` is an installed SAMSEG (`ventkit install-samseg`).
 
     With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
+    `keep_islands`: ventkit's nnU-Net models keep every connected component (see `keep_largest_components`).
     """
     from .predictor import VentricleSegmenter
     from .references import InstalledSamseg, InstalledSynthSeg, find_samseg, find_synthseg
 
     model = model or default_model(notify)
     if folder is not None:
-        seg = VentricleSegmenter(folder, device)
+        seg = VentricleSegmenter(folder, device, keep_islands=keep_islands)
         seg.description = f"nnU-Net model {folder}"
         return seg
     if model not in MODELS:
@@ -81,10 +82,10 @@ def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
             return InstalledSynthSeg(command)
         notify("mri_synthseg not found: using ventkit's SynthSeg-recipe baseline (a reproduction of the "
                "SynthSeg training method, not SynthSeg's weights)")
-        seg = VentricleSegmenter(model_folder(SYNTHSEG_RECIPE), device)
+        seg = VentricleSegmenter(model_folder(SYNTHSEG_RECIPE), device, keep_islands=keep_islands)
         seg.description = "SynthSeg-recipe baseline (ventkit reproduction, not SynthSeg's weights)"
         return seg
-    seg = VentricleSegmenter(model_folder(model), device)
+    seg = VentricleSegmenter(model_folder(model), device, keep_islands=keep_islands)
     seg.description = f"VentSegment nnU-Net ({model})"
     return seg
 

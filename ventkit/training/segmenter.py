@@ -41,15 +41,18 @@ DATASET_ID = 501
 # CE_WEIGHTS_ANNEAL, so that the final model's probabilities, and hence its volumes, are not biased
 CE_CLASS_WEIGHTS = (1.0, 2.0, 80.0, 80.0, 80.0)
 CE_WEIGHTS_ANNEAL = (0.6, 0.9)
+# a fine-tune's milder weights: with CE_CLASS_WEIGHTS it called every ventricle voxel inferior lateral, with
+# plain CE (18 epochs from the real model on real + random contrast + synthetic data) it lost that class
+FINE_TUNE_CE_WEIGHTS = (1.0, 1.0, 5.0, 2.0, 2.0)
 # initial learning rate of a fine-tune (`init_from`); nnU-Net's 0.01 is for networks trained from scratch
 FINE_TUNE_LR = 0.003
 
 
-def ce_class_weights(epoch: int, num_epochs: int) -> tuple[float, ...]:
-    """CE_CLASS_WEIGHTS until CE_WEIGHTS_ANNEAL[0] of the schedule, then linearly down to all ones."""
+def ce_class_weights(epoch: int, num_epochs: int, peak: tuple[float, ...] = CE_CLASS_WEIGHTS) -> tuple[float, ...]:
+    """`peak` until CE_WEIGHTS_ANNEAL[0] of the schedule, then linearly down to all ones."""
     start, end = (f * num_epochs for f in CE_WEIGHTS_ANNEAL)
     f = min(1.0, max(0.0, (end - epoch) / (end - start)))
-    return tuple(1.0 + (w - 1.0) * f for w in CE_CLASS_WEIGHTS)
+    return tuple(1.0 + (w - 1.0) * f for w in peak)
 
 
 class VentkitPlanner(ExperimentPlanner):
@@ -89,7 +92,7 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.num_epochs = 100
         self.save_every = 1
         self.deadline: float | None = None
-        self.weighted_ce = True  # off for runs that start from a model that already knows the small classes
+        self.ce_weights = CE_CLASS_WEIGHTS  # FINE_TUNE_CE_WEIGHTS for runs from a model that knows the classes
 
     def _build_loss(self):
         """nnU-Net's Dice + CE with batch Dice, wrapped for deep supervision as nnU-Net does."""
@@ -97,10 +100,8 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         return super()._build_loss()
 
     def on_epoch_start(self) -> None:
-        """Set this epoch's CE class weights (see ce_class_weights; plain CE with `weighted_ce` off), then
-        nnU-Net's epoch start."""
-        weights = (ce_class_weights(self.current_epoch, self.num_epochs) if self.weighted_ce
-                   else (1.0,) * len(CE_CLASS_WEIGHTS))
+        """Set this epoch's CE class weights (ce_class_weights from `ce_weights`), then nnU-Net's epoch start."""
+        weights = ce_class_weights(self.current_epoch, self.num_epochs, self.ce_weights)
         ce = self.loss.loss.ce if isinstance(self.loss, DeepSupervisionWrapper) else self.loss.ce
         ce.weight = torch.tensor(weights, dtype=torch.float32, device=self.device)
         self.print_to_log_file(f"CE class weights {', '.join(f'{w:.1f}' for w in weights)}")
@@ -227,7 +228,7 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
 
     `init_from`: an nnU-Net checkpoint whose weights start a new run (`start_from`: every weight when it is
     a network of the same plans and classes, e.g. another VentSegment model, else all but its output
-    layers); such a run trains at FINE_TUNE_LR with plain CE.
+    layers); such a run trains at FINE_TUNE_LR with the milder FINE_TUNE_CE_WEIGHTS.
     """
     run = Path(run)
     device = choose_device(device)
@@ -256,9 +257,9 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
     trainer = make_trainer(run, dataset_name, device, resume=latest.is_file())
     trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
     # The class weights teach a new network the small ventricles; a network that knows them (`init_from`)
-    # loses them under the weights: fine-tuning the real model on random contrasts with CE weight 80, it
+    # loses them under those weights: fine-tuning the real model on random contrasts with CE weight 80, it
     # called every ventricle voxel inferior lateral (lateral pseudo-Dice 0 after 200 iterations).
-    trainer.weighted_ce = not init_from
+    trainer.ce_weights = FINE_TUNE_CE_WEIGHTS if init_from else CE_CLASS_WEIGHTS
     trainer.deadline = start + minutes * 60
     if init_from:
         trainer.initial_lr = FINE_TUNE_LR
