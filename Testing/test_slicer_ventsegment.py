@@ -133,3 +133,11 @@ def test_batch_csv(scan, logic, tmp_path):
 def test_module_self_test_runs_under_slicer_core(scene):
     result = unittest.TextTestRunner(verbosity=0).run(VentSegment.VentSegmentTest("runTest"))
     assert result.wasSuccessful(), result.failures + result.errors
+
+
+def test_model_choice_lists_the_shipped_models_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path))
+    for name in ("real", "augmented"):
+        (tmp_path / f"ventsegment_{name}").mkdir()
+        (tmp_path / f"ventsegment_{name}" / "model_card.json").write_text("{}")
+    assert VentSegment.VentSegmentLogic.availableModels() == ["augmented", "real"]

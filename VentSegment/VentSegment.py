@@ -75,7 +75,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VentSegmentLogic()
-        for combo, items in ((self.ui.modelComboBox, MODELS), (self.ui.referenceComboBox, REFERENCES),
+        for combo, items in ((self.ui.modelComboBox, self.logic.availableModels()), (self.ui.referenceComboBox, REFERENCES),
                              (self.ui.deviceComboBox, DEVICES)):
             combo.clear()
             combo.addItems(list(items))
@@ -278,6 +278,15 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         except ImportError:  # dependencies not installed yet
             return PARAMETER_DEFAULTS["Model"]
         return default_model(notify=logging.info)
+
+    @staticmethod
+    def availableModels():
+        """The models of MODELS that are shipped (all of them until the dependencies are installed)."""
+        try:
+            from ventkit.segmentation.segment import shipped_models
+        except ImportError:
+            return list(MODELS)
+        return [m for m in MODELS if m in shipped_models()] or list(MODELS)
 
     # dependencies
     def missingPackages(self):
