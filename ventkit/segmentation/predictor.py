@@ -29,7 +29,7 @@ CONNECTED_STRUCTURES = [(4, 5), (43, 44), 14, 15]
 def keep_largest_components(labels: np.ndarray) -> np.ndarray:
     """Labels with every island outside the largest component of each of CONNECTED_STRUCTURES removed
     (nnU-Net's `remove_all_but_largest_component_from_segmentation`, 26-connected). On fsaverage the
-    augmented model's islands in sulcal CSF and dark grey matter were half its lateral volume."""
+    augmented model's islands (sulcal CSF, dark cortex) held over 40 % of its lateral volume."""
     from nnunetv2.postprocessing.remove_connected_components import \
         remove_all_but_largest_component_from_segmentation as keep_largest
 
