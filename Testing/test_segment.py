@@ -317,3 +317,21 @@ def test_islands_are_removed_but_each_ventricle_keeps_its_horn():
 def test_segmenter_keeps_islands_only_when_asked(tiny_model):
     assert not VentricleSegmenter(tiny_model, device="cpu").keep_islands
     assert load_segmenter("tiny", "cpu", folder=tiny_model, keep_islands=True).keep_islands
+
+
+def test_new_metrics_reach_both_cards_of_a_shipped_model(tiny_model, tmp_path):
+    import shutil
+
+    from ventkit.models import verified_model
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    evaluation = tmp_path / "metrics.json"
+    evaluation.write_text(json.dumps({"tiny": {"holdout": {"n": 3, "mae_ml": 2.5}}}))
+    assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(evaluation),
+                 "--note", "islands removed"]) == 0
+    for folder in (model, model / "fold_all"):
+        card = verified_model(folder)
+        assert card["metrics"]["holdout"] == {"n": 3, "mae_ml": 2.5} and card["postprocessing"] == "islands removed"
+    (model / MODEL_FILES[2]).write_bytes(b"corrupt")
+    assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(evaluation)]) == 2

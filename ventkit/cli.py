@@ -308,6 +308,13 @@ def cmd_export_segment(args) -> None:
     print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
 
 
+def cmd_segment_metrics(args) -> None:
+    from .training.segmenter import restate_metrics
+
+    restate_metrics(args.model, _card_metrics(args.metrics, args.name)["metrics"], args.note)
+    print(f"wrote the metrics of '{args.name}' into the cards of {args.model}")
+
+
 def cmd_synth_mask(args) -> None:
     from .io import write_volume
     from .preview import save_preview
@@ -497,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--metrics", nargs="*", help="metrics.json of `ventkit evaluate` and/or the --json of "
                                                 "bench/real_mri.py; this model's entries go into the card")
     x.set_defaults(func=cmd_export_segment)
+    m = tsub.add_parser("segment-metrics", help="write new metrics into a shipped segmenter's model cards")
+    m.add_argument("--model", required=True, help="e.g. Resources/Models/ventsegment_augmented")
+    m.add_argument("--name", required=True, help="the model's entry in the metrics files")
+    m.add_argument("--metrics", nargs="+", required=True,
+                   help="metrics.json of `ventkit evaluate` and/or the --json of bench/real_mri.py")
+    m.add_argument("--note", default="", help="how the metrics were measured (e.g. the postprocessing)")
+    m.set_defaults(func=cmd_segment_metrics)
     for generator in ("mask", "image"):
         e = tsub.add_parser(f"export-{generator}",
                             help=f"strip and ship the {generator} generator's weights with a model card")

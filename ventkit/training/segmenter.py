@@ -26,7 +26,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ..errors import InputError
 from ..io import atomic_path, write_text
-from ..models import choose_device, write_card
+from ..models import choose_device, verified_model, write_card
 from ..segmentation.predictor import CHECKPOINT, FOLD, MODEL_FILES
 
 PLANS = "nnUNetPlansVentkit"
@@ -344,7 +344,21 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
                 "final_pseudo_dice": [float(np.round(x, 4)) for x in log["dice_per_class_or_region"][-1]]
                 if log.get("dice_per_class_or_region") else None},
             **card}
-    write_card(out_dir, full, list(MODEL_FILES))
-    # the same card beside the weights themselves, checksumming the checkpoint relative to its folder
-    write_card(out_dir / f"fold_{FOLD}", full, [CHECKPOINT])
+    write_cards(out_dir, full)
     return out_dir
+
+
+def write_cards(out_dir: Path, card: dict) -> None:
+    """The model card in the model folder (sha256 of every file) and the same card beside the checkpoint,
+    checksumming the checkpoint relative to its folder."""
+    write_card(out_dir, card, list(MODEL_FILES))
+    write_card(out_dir / f"fold_{FOLD}", card, [CHECKPOINT])
+
+
+def restate_metrics(out_dir: str | Path, metrics: dict, note: str = "") -> None:
+    """Replace the metrics (and with `note`, the postprocessing note) of a shipped segmenter's two cards;
+    its files are checked first and stay as they are."""
+    out_dir = Path(out_dir)
+    card = {k: v for k, v in verified_model(out_dir).items() if k != "files"}
+    write_cards(out_dir, {**card, "metrics": {**card.get("metrics", {}), **metrics},
+                          **({"postprocessing": note} if note else {})})
