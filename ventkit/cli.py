@@ -143,7 +143,7 @@ def cmd_corpus_build(args) -> None:
 
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
-                           args.labels, args.priors, workers=args.workers)
+                           args.labels, args.priors, workers=args.workers, head_texture=args.head_texture)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -435,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a folder written by `corpus label-real`)")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random; default: beside the label maps)")
     b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
+    b.add_argument("--head-texture", type=float, default=0.0,
+                   help="SD of a smooth log-normal field on the extra-cerebral labels' intensities "
+                        "(0: one flat intensity per label; VentSegment's textured training sets use 0.7)")
     b.set_defaults(func=cmd_corpus_build)
 
     real = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")

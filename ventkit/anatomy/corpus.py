@@ -129,6 +129,7 @@ class CorpusJob:
     names: tuple[str, ...]
     paths: tuple[str, ...]
     classes: dict | None
+    head_texture: float = 0.0
 
     def build(self, indices: list[int]) -> list[int]:
         """Write the cases `indices` (one subject's, ideally) that are not written yet."""
@@ -149,7 +150,8 @@ class CorpusJob:
                 flows = SubjectFlows(source)
                 real_image = load_subject_image(self.paths[k]) if self.contrast == "real" else None
             t0 = time.time()
-            spec = REAL_ACQUISITION if self.contrast == "real" else RenderSpec(contrast=self.contrast)
+            spec = (REAL_ACQUISITION if self.contrast == "real"
+                    else RenderSpec(contrast=self.contrast, head_texture=self.head_texture))
             case = make_case(source, GRIDS[self.grid], target, rng, spec, self.classes, flows, real_image)
             info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
                     "seconds": round(time.time() - t0, 2)}
@@ -160,12 +162,14 @@ class CorpusJob:
 def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", seed: int = 0,
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
-                 callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1) -> dict:
+                 callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1,
+                 head_texture: float = 0.0) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
     finished cases and reproduces the rest exactly, whatever the number of `workers` (processes, each
-    taking one subject's cases at a time). Hold-out cases go to imagesTs/labelsTs.
+    taking one subject's cases at a time). Hold-out cases go to imagesTs/labelsTs. `head_texture`:
+    see `RenderSpec` (rendered contrasts only).
     """
     if grid not in GRIDS:
         raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -175,6 +179,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--n", "need at least one case")
     if contrast not in CONTRASTS:
         raise InputError("--contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
+    if not 0 <= head_texture <= 2 or (head_texture and contrast == "real"):
+        raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
     parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]
@@ -184,10 +190,12 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         for s in names:
             load_subject_image(subjects[s])  # every subject needs its T1: fail before writing anything
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
-                                  f"contrast {contrast}, seed {seed}", split, seed, volumes, grid, contrast,
+                                  f"contrast {contrast}, seed {seed}"
+                                  + (f", head texture {head_texture:g}" if head_texture else ""),
+                    split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
-                    if contrast == "random" else None)
+                    if contrast == "random" else None, head_texture)
     writer = NnUNetDatasetWriter(out_dir, job.description)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]

@@ -55,9 +55,17 @@ TISSUE_OF_LABEL: dict[int, str] = {
 }
 
 
+HEAD_TEXTURE_LATTICE = 10  # control points per axis of the head-texture field (~2 cm apart in a head)
+
+
 @dataclass(frozen=True)
 class RenderSpec:
-    """Ranges of the random acquisition; `contrast` is "t1" or "random" (or "real": `acquire` only)."""
+    """Ranges of the random acquisition; `contrast` is "t1" or "random" (or "real": `acquire` only).
+
+    `head_texture` > 0 multiplies the intensity of the extra-cerebral labels (skull, scalp, neck, face: the
+    labels ventkit has no tissue for) by a smooth log-normal field of that standard deviation, so that a
+    coarse label such as "head soft tissue" is no longer one flat intensity but holds darker and brighter
+    regions, as fat, muscle, marrow and air do in a real head."""
 
     contrast: str = "t1"
     thickness_mm: tuple[float, float] = (1.0, 6.0)
@@ -65,6 +73,7 @@ class RenderSpec:
     noise_std: tuple[float, float] = (0.0, 0.04)
     blur_voxels: float = 0.5
     gamma_std: float = 0.1
+    head_texture: float = 0.0
 
 
 def _draw(rng, mean_mean, mean_std, std_mean, std_std):
@@ -118,9 +127,13 @@ def render(labels: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSp
     lut_idx = np.searchsorted(values, labels)
     means = np.array([stats[v][0] for v in values], np.float32)[lut_idx]
     stds = np.array([stats[v][1] for v in values], np.float32)[lut_idx]
+    if spec.head_texture > 0:
+        extra = ~np.isin(labels, [0, *TISSUE_OF_LABEL])
+        field = np.exp(_smooth_random_field(labels.shape, rng, spec.head_texture, lattice=HEAD_TEXTURE_LATTICE))
+        means = np.where(extra, means * field, means)
     img = means + stds * rng.standard_normal(labels.shape, dtype=np.float32)
     img, params = acquire(gaussian_filter(img, spec.blur_voxels), spacing, rng, spec)
-    return img, {"contrast": spec.contrast, **params}
+    return img, {"contrast": spec.contrast, **params, **({"head_texture": spec.head_texture} if spec.head_texture else {})}
 
 
 def acquire(img: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSpec = RenderSpec()) -> tuple[np.ndarray, dict]:
