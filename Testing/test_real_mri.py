@@ -11,9 +11,6 @@ from ventkit.segmentation.segment import load_segmenter, model_folder
 
 @pytest.mark.skipif(not (model_folder("augmented") / "model_card.json").is_file(),
                     reason="the default (augmented) VentSegment model is not shipped yet (issue 5)")
-@pytest.mark.xfail(strict=True, reason="issue 5 target not met yet: the shipped augmented model (trained on renders "
-                                       "only) reaches lateral Dice 0.84 but +17.5 % volume on fsaverage; strict, so "
-                                       "a model that meets the target turns this into a failure to update")
 def test_default_model_on_fsaverage():
     s = score_on_fsaverage(load_segmenter("augmented", device="auto"), fetch_fsaverage())
     print(f"fsaverage: lateral Dice {s['lateral_dice']:.3f}, total {s['total_ml']:.1f} mL "
