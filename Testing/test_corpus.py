@@ -107,7 +107,8 @@ def test_terminated_cli_build_keeps_only_whole_cases(tmp_path, command):
     proc = subprocess.Popen([sys.executable, "-m", "ventkit", *command, "--out", str(root), "--n", "6",
                              "--grid", "mask", "--seed", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and not list((root / "meta").glob("*.json")):
+    # a finished case's meta file; pathlib's glob also matches the hidden temporary `.NAME.json.*.part.json`
+    while proc.poll() is None and not list((root / "meta").glob("[!.]*.json")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130, proc.stderr.read()
