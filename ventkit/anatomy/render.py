@@ -128,7 +128,7 @@ def render(labels: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSp
     means = np.array([stats[v][0] for v in values], np.float32)[lut_idx]
     stds = np.array([stats[v][1] for v in values], np.float32)[lut_idx]
     if spec.head_texture > 0:
-        extra = ~np.isin(labels, [0, *TISSUE_OF_LABEL])
+        extra = ~np.isin(labels, list(TISSUE_OF_LABEL))  # what draw_label_intensities calls extra-cerebral
         field = np.exp(_smooth_random_field(labels.shape, rng, spec.head_texture, lattice=HEAD_TEXTURE_LATTICE))
         means = np.where(extra, means * field, means)
     img = means + stds * rng.standard_normal(labels.shape, dtype=np.float32)
