@@ -6,7 +6,8 @@ import pytest
 
 from ventkit.anatomy.subjects import HOLDOUT_SUBJECTS
 from ventkit.cli import main
-from ventkit.evaluation import HOLDOUT_RECIPE, build_holdout, dice, holdout_cases, markdown_table, score, summarize
+from ventkit.evaluation import (HOLDOUT_RECIPE, build_holdout, dice, holdout_cases, markdown_table, run_evaluation,
+                                score, summarize)
 
 
 def test_dice_and_score_on_known_arrays():
@@ -53,6 +54,31 @@ def test_holdout_uses_only_holdout_subjects(tiny_holdout):
     assert all(100 * 0.98 <= m["measured_ml"] <= 300 * 1.02 for m in enlarged)
 
 
+class CountingSegmenter:
+    """Calls the truth's ventricles lateral ventricle; counts its calls."""
+
+    def __init__(self, description: str):
+        self.description, self.calls = description, 0
+
+    def segment(self, volume):
+        self.calls += 1
+        return volume.with_array(np.where(volume.array > np.median(volume.array), 4, 0).astype(np.int16))
+
+
+def test_evaluation_resumes_from_cached_rows_of_the_same_model(tiny_holdout, tmp_path):
+    cases = holdout_cases(tiny_holdout[1])
+    first = CountingSegmenter("fake v1")
+    rows = run_evaluation(cases, {"fake": first}, quiet=True, cache_dir=tmp_path)
+    assert first.calls == len(cases) == len(list(tmp_path.glob("fake/*/*.json")))
+    again = CountingSegmenter("fake v1")
+    assert run_evaluation(cases, {"fake": again}, quiet=True, cache_dir=tmp_path) == rows and again.calls == 0
+    (tmp_path / "fake" / cases[0]["set"] / f"{cases[0]['case']}.json").unlink()  # as if stopped before it
+    assert run_evaluation(cases, {"fake": again}, quiet=True, cache_dir=tmp_path) == rows and again.calls == 1
+    changed = CountingSegmenter("fake v2")  # other weights: nothing cached applies
+    run_evaluation(cases, {"fake": changed}, quiet=True, cache_dir=tmp_path)
+    assert changed.calls == len(cases)
+
+
 def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_path, capsys):
     root, _ = tiny_holdout
     out = tmp_path / "eval"
@@ -61,7 +87,7 @@ def test_evaluate_command_writes_table_and_plot(tiny_holdout, tiny_model, tmp_pa
     printed = capsys.readouterr().out
     assert "| tiny | 3 |" in printed
     assert {p.name for p in out.iterdir()} == {"cases.csv", "summary.csv", "summary_by_set.csv", "table.md",
-                                            "bland_altman_scatter.png", "metrics.json"}
+                                            "bland_altman_scatter.png", "metrics.json", "cases"}
     holdout = json.loads((out / "metrics.json").read_text())["tiny"]["holdout"]
     assert holdout["n"] == 3 and len(holdout["by_set"]) == 3 and sum(x["n"] for x in holdout["by_set"]) == 3
     assert (out / "bland_altman_scatter.png").read_bytes()[:4] == b"\x89PNG"

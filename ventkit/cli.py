@@ -270,7 +270,7 @@ def cmd_evaluate(args) -> None:
     for spec in args.model_dir or []:
         name, _, folder = spec.partition("=")
         segmenters[name] = load_segmenter(name, args.device, folder=folder)
-    rows = run_evaluation(cases, segmenters)
+    rows = run_evaluation(cases, segmenters, cache_dir=Path(args.out) / "cases")
     files = write_results(rows, args.out)
     print(files["table"].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in files.values()))

@@ -72,17 +72,36 @@ def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict:
             "dice_lateral": dice(np.isin(pred, (4, 43)), np.isin(truth, (4, 43)))}
 
 
+def segmenter_identity(seg: Segmenter) -> str:
+    """What a cached score depends on: the description, and for an nnU-Net model its weights' sha256."""
+    files = getattr(seg, "card", {}).get("files", {})
+    return seg.description + "".join(f" {k}:{v}" for k, v in sorted(files.items()))
+
+
 def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
-                   cancelled=None, quiet: bool = False) -> list[dict]:
-    """One row per (case, model)."""
+                   cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None) -> list[dict]:
+    """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
+    written atomically) and reused on the next call while the model is the same (`segmenter_identity`):
+    an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped."""
     rows = []
     for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
-        image = read_volume(case["image"])
-        truth = read_volume(case["truth"], labels=True)
+        image = truth = None
         for name, seg in segmenters.items():
+            cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None
+            identity = segmenter_identity(seg)
+            if cached is not None and cached.is_file():
+                saved = json.loads(cached.read_text())
+                if saved["identity"] == identity:
+                    rows.append(saved["row"])
+                    continue
+            if image is None:
+                image, truth = read_volume(case["image"]), read_volume(case["truth"], labels=True)
             pred = seg.segment(image)
-            rows.append({"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
-                         **score(pred.array, truth.array, image.voxel_ml)})
+            row = {"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
+                   **score(pred.array, truth.array, image.voxel_ml)}
+            if cached is not None:
+                write_text(cached, json.dumps({"identity": identity, "row": row}))
+            rows.append(row)
     return rows
 
 
