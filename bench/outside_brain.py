@@ -20,6 +20,7 @@ from ventkit.anatomy.grid import GRIDS
 from ventkit.anatomy.render import RenderSpec
 from ventkit.anatomy.subjects import list_subjects, load_subject, split_subjects
 from ventkit.errors import VentkitError
+from ventkit.evaluation import dice
 from ventkit.labels import VENTRICLE_IDS
 from ventkit.segmentation.segment import load_segmenter
 
@@ -55,12 +56,12 @@ def main() -> None:
         for tex, case in data:
             pred = segmenter.segment(case.image).array > 0
             truth = np.isin(case.segmentation.array, VENTRICLE_IDS)
-            outside = (pred & (case.segmentation.array == 0)).sum() * float(np.prod(case.image.spacing)) / 1000
-            scores[tex].append((outside, 2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1)))
+            outside = (pred & (case.segmentation.array == 0)).sum() * case.image.voxel_ml
+            scores[tex].append((outside, dice(pred, truth)))
         for tex, rows in scores.items():
-            out, dice = np.array(rows).T
+            out, dices = np.array(rows).T
             head = "flat" if tex == 0 else f"tex {tex:g}"
-            print(f"{name:<16}{head:<10}{len(rows):8d}{out.mean():18.2f}{out.max():7.2f}{(out > 1).sum():8d}{dice.mean():7.3f}")
+            print(f"{name:<16}{head:<10}{len(rows):8d}{out.mean():18.2f}{out.max():7.2f}{(out > 1).sum():8d}{dices.mean():7.3f}")
 
 
 if __name__ == "__main__":

@@ -72,23 +72,26 @@ def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict:
             "dice_lateral": dice(np.isin(pred, (4, 43)), np.isin(truth, (4, 43)))}
 
 
-def segmenter_identity(seg: Segmenter) -> str:
-    """What a cached score depends on: the description, and for an nnU-Net model its weights' sha256."""
+def score_identity(seg: Segmenter, case: dict) -> str:
+    """What a cached score depends on: the segmenter's description (for an nnU-Net model also its weights'
+    sha256) and the case's image and truth files (path, size, modification time)."""
     files = getattr(seg, "card", {}).get("files", {})
-    return seg.description + "".join(f" {k}:{v}" for k, v in sorted(files.items()))
+    stats = [(Path(case[k]).resolve(), Path(case[k]).stat()) for k in ("image", "truth")]
+    return (seg.description + "".join(f" {k}:{v}" for k, v in sorted(files.items()))
+            + "".join(f" {p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats))
 
 
 def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
                    cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None) -> list[dict]:
     """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
-    written atomically) and reused on the next call while the model is the same (`segmenter_identity`):
-    an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped."""
+    written atomically) and reused on the next call while the model and the case files are the same
+    (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped."""
     rows = []
     for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
         image = truth = None
         for name, seg in segmenters.items():
             cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None
-            identity = segmenter_identity(seg)
+            identity = score_identity(seg, case)
             if cached is not None and cached.is_file():
                 saved = json.loads(cached.read_text())
                 if saved["identity"] == identity:
