@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ventkit.anatomy.corpus import build_corpus
+from ventkit.models import models_dir
 from ventkit.synthesis.image_model import ImageModelConfig, build_image_unet, normalize_intensities
 from ventkit.synthesis.mask_model import one_hot
 from ventkit.training.image import train_image_ae, train_image_ldm
@@ -212,3 +213,39 @@ def test_autoencoder_patches_lie_on_the_brain_inside_the_map():
     for _ in range(20):
         box = brain_patch(labels, (32, 32, 32), rng)
         assert labels[box].shape == (32, 32, 32) and (labels[box] > 0).any()
+
+
+@pytest.mark.skipif(not (models_dir() / "image_generator" / "model_card.json").is_file(),
+                    reason="the image generator is not shipped")
+def test_shipped_image_generator_follows_a_holdout_map(subjects):
+    """A hold-out subject's real map (never trained on), 25 DDIM steps: the tissues keep a T1's order."""
+    from ventkit.anatomy.subjects import load_subject
+    from ventkit.labels import VENTRICLE_IDS, to_segmentation
+    from ventkit.synthesis.image_generator import ImageGenerator
+
+    gen = ImageGenerator(device="cpu")
+    assert "tissue_classifier_agreement" in gen.card.get("metrics", {}), "card without benchmark figures"
+    source = load_subject(str(subjects["training_seg_03"]))
+    labels = source.with_array(to_segmentation(source.array))
+    image = gen.sample(labels, seed=7, steps=25)
+    assert image.array.shape == labels.array.shape and np.allclose(image.affine, labels.affine)
+    seg = labels.array
+    wm, gm = image.array[np.isin(seg, (2, 41))].mean(), image.array[np.isin(seg, (3, 42))].mean()
+    csf = image.array[np.isin(seg, VENTRICLE_IDS)].mean()
+    print(f"white {wm:.3f}, grey {gm:.3f}, ventricles {csf:.3f}")
+    assert wm > gm + 0.05 and gm > csf + 0.1
+
+
+@pytest.mark.skipif(not (models_dir() / "mask_generator" / "model_card.json").is_file(),
+                    reason="the mask generator is not shipped")
+def test_pairs_use_the_image_generator_unless_a_randomized_look_is_asked_for(generator, trained):
+    from ventkit.synthesis.pairs import Appearance, DiffusionSynthesizer
+
+    root, _ = trained
+    pair = DiffusionSynthesizer(image_model=root / "model", device="cpu", steps=2).sample(60.0, seed=0)
+    assert pair.info["image"] == "spade-ldm"
+    assert pair.image.array.shape == pair.segmentation.array.shape
+    assert np.allclose(pair.image.affine, pair.segmentation.affine)
+    synth = DiffusionSynthesizer(image_model=root / "model", device="cpu", steps=2, appearance=Appearance("random"))
+    assert synth.images is None and "randomized appearance" in synth.description
+    assert synth.sample(60.0, seed=0).info["image"] == "rendered"

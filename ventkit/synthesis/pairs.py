@@ -90,7 +90,9 @@ class AnatomySynthesizer:
 
 class DiffusionSynthesizer:
     """Pairs drawn by the mask latent diffusion model for the volume, then a T1 for that map: the SPADE
-    image generator's when it is shipped (or `image_model` is given), else rendered SynthSeg-style."""
+    image generator's when it is shipped (or `image_model` is given), else rendered SynthSeg-style. An
+    `appearance` other than the default clean T1 (random contrast, thick slices: what VentSegment's
+    training sets ask for) is rendered too, since the image generator draws T1s only."""
 
     name = "diffusion"
 
@@ -101,7 +103,7 @@ class DiffusionSynthesizer:
 
         self.masks = MaskGenerator(mask_model, device)
         self.images = None
-        if image_model is not None or "image" in shipped_generators():
+        if appearance == Appearance() and (image_model is not None or "image" in shipped_generators()):
             from .image_generator import ImageGenerator
 
             self.images = ImageGenerator(image_model, device)
@@ -111,7 +113,9 @@ class DiffusionSynthesizer:
         self.masks.output_grid(spacing_mm)  # refuse a bad spacing before anything is drawn
         self.description = "volume-guided mask latent diffusion model, then " + (
             "the SPADE image latent diffusion model" if self.images else
-            "a T1 rendered SynthSeg-style from the generated map (the image generator is not shipped)")
+            "an image rendered SynthSeg-style from the generated map " +
+            ("(a randomized appearance was asked for)" if appearance != Appearance() else
+             "(the image generator is not shipped)"))
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
