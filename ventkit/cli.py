@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError, VentkitError
+from .progress import check_terminated, clear_termination, request_termination
 
 
 def _flatten(report: dict) -> dict:
@@ -608,6 +609,7 @@ def _load_synthesizer(args):
 
 
 def _interrupt(signum, frame):
+    request_termination()
     raise KeyboardInterrupt
 
 
@@ -629,8 +631,10 @@ def _terminate_as_interrupt():
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
+        check_terminated()  # the handler's exception was swallowed after the last loop item
     finally:
         signal.signal(signal.SIGTERM, previous)
+        clear_termination()
 
 
 def main(argv=None) -> int:

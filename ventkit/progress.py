@@ -1,6 +1,7 @@
 """One progress/cancel mechanism for every long loop: a tqdm bar, an optional callback, a cancel flag."""
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
@@ -8,6 +9,23 @@ from tqdm import tqdm
 from .errors import CancelledError
 
 T = TypeVar("T")
+_terminated = threading.Event()
+
+
+def request_termination() -> None:
+    """Mark the process as terminated (SIGTERM): every long loop stops at its next item. The signal
+    handler's own KeyboardInterrupt can be lost (raised inside a finalizer, Python ignores it); this flag is not."""
+    _terminated.set()
+
+
+def clear_termination() -> None:
+    _terminated.clear()
+
+
+def check_terminated() -> None:
+    """Raise KeyboardInterrupt if termination was requested."""
+    if _terminated.is_set():
+        raise KeyboardInterrupt
 Callback = Callable[[int, int, str], None]  # (done, total, message)
 
 
@@ -16,6 +34,7 @@ def track(items: Iterable[T], total: int, desc: str, callback: Callback | None =
     """Yield `items` with a progress bar; call `callback` after each; raise CancelledError when asked."""
     with tqdm(total=total, desc=desc, disable=quiet, unit="case") as bar:
         for i, item in enumerate(items):
+            check_terminated()
             if cancelled is not None and cancelled():
                 raise CancelledError(f"{desc}: cancelled after {i} of {total}")
             yield item

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..io import atomic_path
+from ..progress import check_terminated
 
 
 @dataclass
@@ -111,6 +112,7 @@ def train_loop(run: Run, modules: dict[str, torch.nn.Module], optimizers: dict[s
     with tqdm(total=settings.max_steps, initial=step, desc=run.folder.name, disable=settings.quiet) as bar:
         try:
             while step < settings.max_steps and time.time() - start < settings.minutes * 60:
+                check_terminated()
                 t0 = time.time()
                 losses = step_fn(step)
                 step += 1
