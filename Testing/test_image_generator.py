@@ -233,7 +233,7 @@ def test_shipped_image_generator_follows_a_holdout_map(subjects):
     wm, gm = image.array[np.isin(seg, (2, 41))].mean(), image.array[np.isin(seg, (3, 42))].mean()
     csf = image.array[np.isin(seg, VENTRICLE_IDS)].mean()
     print(f"white {wm:.3f}, grey {gm:.3f}, ventricles {csf:.3f}")
-    assert wm > gm + 0.05 and gm > csf + 0.1
+    assert wm > gm + 0.05 and gm > csf + 0.05  # 1 mm map: small ventricles blur into grey at 3.3 mm
 
 
 @pytest.mark.skipif(not (models_dir() / "mask_generator" / "model_card.json").is_file(),

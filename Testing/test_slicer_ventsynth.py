@@ -63,6 +63,8 @@ def test_shipped_mask_generator_draws_the_pair(scene, subjects):
     assert lg.backendIsDiffusion() and lg.volumeRangeMl()[1] >= 250
     (volume, seg, info), = lg.synthesizeAndLoad(120.0, seed=1, steps=10)
     assert info["backend"] == "diffusion" and info["requested_ml"] == 120.0
+    image_shipped = (models_dir() / "image_generator" / "model_card.json").is_file()
+    assert info["image"] == ("spade-ldm" if image_shipped else "rendered")
     assert abs(info["ventricles_ml"]["total"] - 120.0) <= 0.5 * 120.0  # 10 DDIM steps: roughly
     assert slicer.util.arrayFromVolume(volume).shape == (48, 64, 48)[::-1]  # the mask generator's grid
     assert slicer.util.arrayFromVolume(volume).std() > 0
