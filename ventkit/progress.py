@@ -9,6 +9,7 @@ from tqdm import tqdm
 from .errors import CancelledError
 
 T = TypeVar("T")
+Callback = Callable[[int, int, str], None]  # (done, total, message)
 _terminated = threading.Event()
 
 
@@ -26,7 +27,6 @@ def check_terminated() -> None:
     """Raise KeyboardInterrupt if termination was requested."""
     if _terminated.is_set():
         raise KeyboardInterrupt
-Callback = Callable[[int, int, str], None]  # (done, total, message)
 
 
 def track(items: Iterable[T], total: int, desc: str, callback: Callback | None = None,
