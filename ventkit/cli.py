@@ -217,7 +217,7 @@ def cmd_train_image_ldm(args) -> None:
     from .training.mask_data import MaskDataset
 
     data = MaskDataset(args.data, images=True)
-    variants = {"variants": args.appearance_variants} if args.appearance_variants else {}
+    variants = {} if args.appearance_variants is None else {"variants": args.appearance_variants}
     step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device,
                            **variants, **_optim(args))
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")

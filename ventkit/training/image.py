@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..anatomy.grid import GRIDS
+from ..errors import InputError
 from ..io import Volume
 from ..models import choose_device
 from ..preview import save_preview
@@ -99,6 +100,8 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
                     device: str = "auto", seed: int = 0, variants: int = APPEARANCE_VARIANTS) -> int:
     """Train the SPADE latent diffusion model on the frozen autoencoder's latents of every training image
     under `variants` acquisitions (`appearance_variants`), the label map as `seg`."""
+    if variants < 1:
+        raise InputError("appearance variants", f"at least 1 (the images as acquired), not {variants}")
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_image_autoencoder).to(device)
