@@ -94,6 +94,30 @@ def test_worker_processes_write_the_same_cases(tmp_path):
         np.testing.assert_array_equal(a.array, b.array)
 
 
+def test_clean_acquisition_renders_the_same_maps_as_thin_mildly_biased_scans(tmp_path):
+    """The image generator's training renders: the label maps of the varied corpus of that seed, 1 mm
+    slices and a milder bias field, so that white matter is more uniform."""
+    build_corpus(tmp_path / "Dataset995_Varied", n=2, volumes="60", seed=5, grid="mask", quiet=True)
+    meta = build_corpus(tmp_path / "Dataset996_Clean", n=2, volumes="60", seed=5, grid="mask", quiet=True,
+                        acquisition="clean")
+    assert "clean acquisition" in meta["description"]
+    spread = {}
+    for name in ("Varied", "Clean"):
+        root = tmp_path / f"Dataset99{5 if name == 'Varied' else 6}_{name}"
+        for case in ("train_0000", "train_0001"):
+            labels = read_volume(root / "labelsFullTr" / f"{case}.nii.gz", labels=True).array
+            white = read_volume(root / "imagesTr" / f"{case}_0000.nii.gz").array[np.isin(labels, (2, 41))]
+            spread.setdefault(name, []).append(white.std() / white.mean())
+            if name == "Clean":
+                assert json.loads((root / "meta" / f"{case}.json").read_text())["thickness_mm"] == 1.0
+                varied = read_volume(tmp_path / "Dataset995_Varied" / "labelsFullTr" / f"{case}.nii.gz", labels=True)
+                np.testing.assert_array_equal(labels, varied.array)
+    assert np.mean(spread["Clean"]) < np.mean(spread["Varied"])
+    with pytest.raises(InputError, match="acquisition"):
+        build_corpus(tmp_path / "Dataset997_X", n=1, grid="mask", acquisition="blurry", quiet=True)
+    assert not (tmp_path / "Dataset997_X").exists()
+
+
 @pytest.mark.parametrize("command", [["corpus", "build", "--volumes", "natural"],
                                      ["synth", "dataset", "--backend", "anatomy", "--volumes", "20,40"]])
 def test_terminated_cli_build_keeps_only_whole_cases(tmp_path, command):

@@ -286,6 +286,8 @@ def test_finer_spacing_keeps_the_field_of_view_and_the_map(trained, tmp_path, mo
     assert pair.image.array.shape == pair.segmentation.array.shape and pair.info["spacing_mm"][0] == 2.5
     with pytest.raises(InputError, match="--thickness"):
         Appearance("t1", (0.2, 1.0))
+    with pytest.raises(InputError, match="--acquisition"):
+        Appearance("t1", acquisition="blurry")
 
 
 def test_cli_synth_mask_writes_maps_and_prints_volumes(trained, tmp_path, capsys):

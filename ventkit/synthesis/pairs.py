@@ -9,12 +9,12 @@ rendered from it SynthSeg-style). Every pair says what drew its map and its imag
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..anatomy.corpus import make_case
+from ..anatomy.corpus import ACQUISITIONS, make_case
 from ..anatomy.grid import GRIDS
 from ..anatomy.render import RenderSpec, render
 from ..anatomy.subjects import list_subjects, load_subject, split_subjects
@@ -38,13 +38,15 @@ CONTRASTS = ("t1", "random", "mixed")
 @dataclass(frozen=True)
 class Appearance:
     """How a pair's image is rendered SynthSeg-style: contrast "t1", "random" (SynthSeg's randomized
-    contrast, with its generation classes when given) or "mixed" (either, drawn per pair), and the range
-    of the slice thickness. The default is a clean 1 mm T1, what the panel shows; VentSegment's training
-    sets randomize it."""
+    contrast, with its generation classes when given) or "mixed" (either, drawn per pair), the range
+    of the slice thickness, and the bias field and noise of an `ACQUISITIONS` entry ("varied": strong;
+    "clean": mild, as the image generator's training renders). The default is a 1 mm T1, what the panel
+    shows; VentSegment's training sets randomize it."""
 
     contrast: str = "t1"
     thickness_mm: tuple[float, float] = (1.0, 1.0)
     classes: dict | None = None
+    acquisition: str = "varied"
 
     def __post_init__(self):
         if self.contrast not in CONTRASTS:
@@ -52,10 +54,13 @@ class Appearance:
         lo, hi = self.thickness_mm
         if not 1.0 <= lo <= hi <= 8.0:
             raise InputError("--thickness", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
+        if self.acquisition not in ACQUISITIONS:
+            raise InputError("--acquisition", f"unknown acquisition '{self.acquisition}' "
+                                              f"(choose from {', '.join(ACQUISITIONS)})")
 
     def spec(self, rng: np.random.Generator) -> RenderSpec:
         contrast = self.contrast if self.contrast != "mixed" else ("t1", "random")[int(rng.integers(2))]
-        return RenderSpec(contrast=contrast, thickness_mm=self.thickness_mm)
+        return replace(ACQUISITIONS[self.acquisition], contrast=contrast, thickness_mm=self.thickness_mm)
 
 
 class AnatomySynthesizer:
