@@ -184,7 +184,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
     if not 0 <= head_texture <= 2 or (head_texture and contrast == "real"):
         raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
-    acquisition = acquisition or ("clean" if contrast == "real" else "varied")
+    default_acquisition = "clean" if contrast == "real" else "varied"
+    acquisition = acquisition or default_acquisition
     if acquisition not in ACQUISITIONS:
         raise InputError("--acquisition", f"unknown acquisition '{acquisition}' (choose from {', '.join(ACQUISITIONS)})")
     parse_volumes(volumes)
@@ -198,7 +199,7 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
                                   f"contrast {contrast}, seed {seed}"
                                   + (f", head texture {head_texture:g}" if head_texture else "")
-                                  + (f", {acquisition} acquisition" if acquisition != "varied" and contrast != "real" else ""),
+                                  + (f", {acquisition} acquisition" if acquisition != default_acquisition else ""),
                     split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
