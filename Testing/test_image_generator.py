@@ -79,6 +79,52 @@ def test_diffusion_model_depends_on_the_label_map(trained):
     assert not torch.allclose(a, b)
 
 
+def test_decoder_tuning_leaves_the_diffusion_models_latents_alone(trained):
+    from ventkit.errors import VentkitError
+    from ventkit.training.image import DECODER_KEYS, image_base, train_image_decoder, with_tuned_decoder
+
+    root, data = trained
+    settings = LoopSettings(max_steps=2, quiet=True, preview_every=2)
+    assert train_image_decoder(data, root / "ldm", root / "decoder", settings, device="cpu", variants=2,
+                               latent_noise=0.3) == 2
+    assert (root / "decoder" / "preview_000002.png").is_file()
+    base, decoder = image_base(root / "ldm"), Run(root / "decoder").load()
+    assert decoder["latent_noise"] == 0.3 and decoder["base"] == str(root / "ldm")
+    tuned = with_tuned_decoder(base, decoder)
+    changed = [k for k in tuned if not torch.equal(tuned[k], base["autoencoder"][k])]
+    assert changed and all(k.startswith(DECODER_KEYS) for k in changed)
+    encoder_key = next(k for k in tuned if k.startswith("encoder."))
+    moved = {**tuned, encoder_key: tuned[encoder_key] + 1}
+    with pytest.raises(VentkitError, match="another autoencoder"):
+        with_tuned_decoder(base, dict(decoder, modules={"autoencoder": moved}))
+    with pytest.raises(VentkitError, match="image-decoder"):
+        with_tuned_decoder(base, Run(root / "ldm").load())
+    with pytest.raises(VentkitError, match="neither a generator folder"):
+        image_base(root / "ae")
+
+
+def test_a_shipped_generators_decoder_is_tuned_and_shipped_with_the_rest_unchanged(trained, tmp_path):
+    from ventkit.cli import main
+    from ventkit.synthesis.image_generator import ImageGenerator
+    from ventkit.training.image import DECODER_KEYS, image_base
+
+    root, _ = trained
+    shipped, tuned = tmp_path / "shipped", tmp_path / "tuned"
+    assert main(["train", "export-image", "--ae-run", str(root / "ae"), "--ldm-run", str(root / "ldm"),
+                 "--out", str(shipped)]) == 0
+    assert main(["train", "image-decoder", "--data", str(root / "corpus"), "--base", str(shipped),
+                 "--run", str(tmp_path / "run"), "--steps", "2", "--appearance-variants", "1"]) == 0
+    assert main(["train", "export-image", "--decoder-run", str(tmp_path / "run"), "--out", str(tuned)]) == 0
+    before, after = image_base(shipped), image_base(tuned)
+    assert after["training"]["decoder_tuning_steps"] == 2
+    assert after["training"]["diffusion_steps"] == before["training"]["diffusion_steps"]
+    assert all(torch.equal(after["unet"][k], v) for k, v in before["unet"].items())
+    keys = before["autoencoder"]
+    assert all(torch.equal(after["autoencoder"][k], keys[k]) for k in keys if not k.startswith(DECODER_KEYS))
+    assert any(not torch.equal(after["autoencoder"][k], keys[k]) for k in keys if k.startswith(DECODER_KEYS))
+    ImageGenerator(tuned, device="cpu")  # its card's checksum holds
+
+
 def test_image_training_refuses_maps_without_images(trained):
     root, _ = trained
     with pytest.raises(ValueError, match="images=True"):

@@ -224,6 +224,19 @@ def cmd_train_image_ldm(args) -> None:
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
+def cmd_train_image_decoder(args) -> None:
+    from .training.image import train_image_decoder
+    from .training.mask_data import MaskDataset
+
+    data = MaskDataset(args.data, images=True)
+    variants = {} if args.appearance_variants is None else {"variants": args.appearance_variants}
+    if args.latent_noise is not None:
+        variants["latent_noise"] = args.latent_noise
+    step = train_image_decoder(data, args.base, args.run, _loop_settings(args), device=args.device,
+                               **variants, **_optim(args))
+    print(f"image decoder: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
+
+
 def cmd_export_generator(args) -> None:
     from .synthesis.image_generator import export_image_weights
     from .synthesis.image_model import ImageModelConfig
@@ -232,6 +245,10 @@ def cmd_export_generator(args) -> None:
     from .training.latent import diffusion_weights
     from .training.loop import Run
 
+    if args.decoder_run:
+        return _export_tuned_decoder(args)
+    if not (args.ae_run and args.ldm_run):
+        raise InputError("--ae-run/--ldm-run", "both are needed (or, for the image generator, --decoder-run)")
     export, config = ((export_weights, MaskModelConfig) if args.generator == "mask"
                       else (export_image_weights, ImageModelConfig))
     ae, ldm = Run(args.ae_run).load(), Run(args.ldm_run).load()
@@ -244,6 +261,30 @@ def cmd_export_generator(args) -> None:
     path = export(ldm["autoencoder"], diffusion_weights(ldm), config.from_dict(ldm["config"]), ldm["scale_factor"],
                   args.out, card)
     print(f"wrote {path} and its model card")
+
+
+def _export_tuned_decoder(args) -> None:
+    """export-image --decoder-run: the tuned decoder's base generator (a run or a shipped folder) with it."""
+    from .synthesis.image_generator import export_image_weights
+    from .synthesis.image_model import ImageModelConfig
+    from .training.image import image_base, with_tuned_decoder
+    from .training.loop import Run
+
+    decoder = Run(args.decoder_run).load()
+    if decoder is None or "base" not in decoder:
+        raise VentkitError(f"{args.decoder_run}: no checkpoint.pt of `ventkit train image-decoder`")
+    base = image_base(decoder["base"])
+    autoencoder = with_tuned_decoder(base, decoder)  # checked before anything is written
+    training = dict(base["training"])
+    training["final_losses"] = {**training.get("final_losses", {}),
+                                "decoder_tuning": Run(args.decoder_run).recent_losses()}
+    training.update({"decoder_tuning_steps": decoder["step"], "decoder_latent_noise": decoder["latent_noise"]})
+    if args.data_note:
+        training["data"] = args.data_note
+    card = {"training": training, **_card_metrics(args.metrics, "image_generator")}
+    path = export_image_weights(autoencoder, base["unet"], ImageModelConfig.from_dict(base["config"]),
+                                base["scale_factor"], args.out, card)
+    print(f"wrote {path} and its model card (decoder of {args.decoder_run}, the rest of {decoder['base']})")
 
 
 def cmd_calibrate_mask(args) -> None:
@@ -456,16 +497,23 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
     tsub = t.add_subparsers(dest="train_command", required=True)
     for name, func, batch in (("mask-ae", cmd_train_mask_ae, 1), ("mask-ldm", cmd_train_mask_ldm, 4),
-                              ("image-ae", cmd_train_image_ae, 2), ("image-ldm", cmd_train_image_ldm, 2)):
+                              ("image-ae", cmd_train_image_ae, 2), ("image-ldm", cmd_train_image_ldm, 2),
+                              ("image-decoder", cmd_train_image_decoder, 1)):
         generator, stage = name.split("-")
-        a = tsub.add_parser(name, help=f"train the {generator} generator's "
-                                       f"{'autoencoder' if stage == 'ae' else 'diffusion model'}")
+        a = tsub.add_parser(name, help=f"train the {generator} generator's " + {
+            "ae": "autoencoder", "ldm": "diffusion model",
+            "decoder": "decoder further, encoder and diffusion model frozen (export-image --decoder-run)"}[stage])
         a.add_argument("--data", nargs="+", required=True,
                        help="corpus folders (ventkit corpus build) and/or .npz files of `train pack`")
         a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
-        if name == "image-ldm":
+        if stage == "decoder":
+            a.add_argument("--base", required=True, help="the generator whose decoder is tuned: a run folder of "
+                           "`train image-ldm` or a shipped one (e.g. Resources/Models/image_generator)")
+            a.add_argument("--latent-noise", type=float, help="largest SD of Gaussian noise added to the latents "
+                           "(robustness to drawn ones; default 0.5)")
+        if name in ("image-ldm", "image-decoder"):
             a.add_argument("--appearance-variants", type=int, help="acquisitions of each training image (random "
                            "bias field and gamma), so that seeds draw different T1s for one map (default 4)")
         a.add_argument("--steps", type=int, default=10000)
@@ -485,15 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--run", required=True)
     k.add_argument("--out", required=True, help="FILE.pt; put it as RUN/checkpoint.pt to resume from it")
     k.set_defaults(func=cmd_train_slim)
-    a = tsub.add_parser("generators", help="all four generator stages in order in one time budget "
+    a = tsub.add_parser("generators", help="all five generator stages in order in one time budget "
                                            "(resumable; the entry point for a lent GPU)")
     a.add_argument("--data", nargs="+", required=True, help="corpus folders or packs for the mask generator")
     a.add_argument("--image-data", nargs="*", help="corpus folders or packs with images for the image generator "
                                                    "(without: the mask stages only)")
-    a.add_argument("--runs", required=True, help="folder of the four run folders (mask_ae, mask_ldm, ...)")
+    a.add_argument("--runs", required=True, help="folder of the five run folders (mask_ae, mask_ldm, ...)")
     a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call, all stages")
-    a.add_argument("--steps", type=int, nargs=4, default=(12000, 20000, 10000, 20000), metavar="N",
-                   help="step targets of mask_ae, mask_ldm, image_ae, image_ldm")
+    a.add_argument("--steps", type=int, nargs=5, default=(12000, 20000, 10000, 20000, 4000), metavar="N",
+                   help="step targets of mask_ae, mask_ldm, image_ae, image_ldm, image_decoder")
     a.add_argument("--checkpoint-minutes", type=float, default=5.0)
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     a.set_defaults(func=cmd_train_generators)
@@ -527,13 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     for generator in ("mask", "image"):
         e = tsub.add_parser(f"export-{generator}",
                             help=f"strip and ship the {generator} generator's weights with a model card")
-        e.add_argument("--ae-run", required=True)
-        e.add_argument("--ldm-run", required=True)
+        e.add_argument("--ae-run")
+        e.add_argument("--ldm-run")
         e.add_argument("--out", required=True, help=f"e.g. Resources/Models/{generator}_generator")
         e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
         e.add_argument("--metrics", nargs="*", help=f"--json of bench/{BENCHES[generator]}: "
                                                     "its entries go into the card")
-        e.set_defaults(func=cmd_export_generator, generator=generator)
+        if generator == "image":
+            e.add_argument("--decoder-run", help="run of `train image-decoder`: ship its base generator with the "
+                                                 "tuned decoder (no --ae-run/--ldm-run then)")
+        e.set_defaults(func=cmd_export_generator, generator=generator, decoder_run=None)
 
     c = tsub.add_parser("calibrate-mask", help="fit the exported mask generator's volume calibration curve")
     c.add_argument("--model", required=True, help="exported mask generator folder")

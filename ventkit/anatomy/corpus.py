@@ -26,6 +26,15 @@ CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast,
 # image generator should draw)
 ACQUISITIONS = {"varied": RenderSpec(),
                 "clean": RenderSpec(thickness_mm=(1.0, 1.0), bias_std=0.1, noise_std=(0.0, 0.02), gamma_std=0.05)}
+
+
+def acquisition_spec(name: str) -> RenderSpec:
+    """The `ACQUISITIONS` entry `name`, or a clear error naming the choices."""
+    if name not in ACQUISITIONS:
+        raise InputError("--acquisition", f"unknown acquisition '{name}' (choose from {', '.join(ACQUISITIONS)})")
+    return ACQUISITIONS[name]
+
+
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
 
 
@@ -186,8 +195,7 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
     default_acquisition = "clean" if contrast == "real" else "varied"
     acquisition = acquisition or default_acquisition
-    if acquisition not in ACQUISITIONS:
-        raise InputError("--acquisition", f"unknown acquisition '{acquisition}' (choose from {', '.join(ACQUISITIONS)})")
+    acquisition_spec(acquisition)
     parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anatomy.corpus import ACQUISITIONS, make_case
+from ..anatomy.corpus import acquisition_spec, make_case
 from ..anatomy.grid import GRIDS
 from ..anatomy.render import RenderSpec, render
 from ..anatomy.subjects import list_subjects, load_subject, split_subjects
@@ -54,13 +54,11 @@ class Appearance:
         lo, hi = self.thickness_mm
         if not 1.0 <= lo <= hi <= 8.0:
             raise InputError("--thickness", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
-        if self.acquisition not in ACQUISITIONS:
-            raise InputError("--acquisition", f"unknown acquisition '{self.acquisition}' "
-                                              f"(choose from {', '.join(ACQUISITIONS)})")
+        acquisition_spec(self.acquisition)
 
     def spec(self, rng: np.random.Generator) -> RenderSpec:
         contrast = self.contrast if self.contrast != "mixed" else ("t1", "random")[int(rng.integers(2))]
-        return replace(ACQUISITIONS[self.acquisition], contrast=contrast, thickness_mm=self.thickness_mm)
+        return replace(acquisition_spec(self.acquisition), contrast=contrast, thickness_mm=self.thickness_mm)
 
 
 class AnatomySynthesizer:

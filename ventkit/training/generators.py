@@ -1,4 +1,4 @@
-"""`ventkit train generators`: all four generator stages in order, in one time budget, resumable.
+"""`ventkit train generators`: all five generator stages in order, in one time budget, resumable.
 
 The entry point for a lent GPU (`--device cuda`) as much as for a long CPU run: each stage resumes from
 its run folder under `runs/`, trains until its step target or the budget's end, and a stage starts only
@@ -14,7 +14,7 @@ from ..synthesis.image_model import ImageModelConfig
 from ..synthesis.mask_model import MaskModelConfig
 from .loop import LoopSettings
 
-STAGES = ("mask_ae", "mask_ldm", "image_ae", "image_ldm")
+STAGES = ("mask_ae", "mask_ldm", "image_ae", "image_ldm", "image_decoder")
 
 
 def train_generators(mask_data: list, image_data: list | None, runs: str | Path, minutes: float,
@@ -22,7 +22,7 @@ def train_generators(mask_data: list, image_data: list | None, runs: str | Path,
                      mask_cfg: MaskModelConfig = MaskModelConfig(), image_cfg: ImageModelConfig = ImageModelConfig(),
                      log=print) -> dict[str, int]:
     """Train the stages in `STAGES` order (image stages only with `image_data`); returns steps reached."""
-    from .image import train_image_ae, train_image_ldm
+    from .image import train_image_ae, train_image_decoder, train_image_ldm
     from .mask import train_mask_ae, train_mask_ldm
     from .mask_data import MaskDataset
 
@@ -42,6 +42,8 @@ def train_generators(mask_data: list, image_data: list | None, runs: str | Path,
         "image_ae": lambda s: train_image_ae(data(True), runs / "image_ae", s, image_cfg, device=device),
         "image_ldm": lambda s: train_image_ldm(data(True), runs / "image_ae", runs / "image_ldm", s, image_cfg,
                                                device=device),
+        "image_decoder": lambda s: train_image_decoder(data(True), runs / "image_ldm", runs / "image_decoder", s,
+                                                       device=device),
     }
     reached: dict[str, int] = {}
     for stage in STAGES:

@@ -1,19 +1,21 @@
-"""`ventkit train image-ae` and `ventkit train image-ldm`: the two stages of the image generator."""
+"""`ventkit train image-ae`, `image-ldm` and `image-decoder`: the stages of the image generator."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..anatomy.grid import GRIDS
-from ..errors import InputError
+from ..errors import InputError, VentkitError
 from ..io import Volume
-from ..models import choose_device
+from ..models import choose_device, verified_model
 from ..preview import save_preview
 from ..synthesis.image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
-from ..synthesis.weights import ddim_inferer, noise_schedule
+from ..synthesis.weights import WEIGHTS_FILE, ddim_inferer, noise_schedule
 from ..synthesis.mask_model import one_hot
-from .latent import encode_standardized, fingerprint, train_latent_diffusion
+from .latent import diffusion_weights, encode_standardized, fingerprint, train_latent_diffusion
 from .loop import LoopSettings, Run, train_loop
 from .mask import KL_WEIGHT, kl_loss, load_stage
 from .mask_data import MaskDataset
@@ -24,6 +26,8 @@ AE_PATCH = (32, 32, 32)
 # gamma): with one image per label map the diffusion model learns that a map fixes its image, and draws
 # nearly the same T1 for every seed (mean pairwise correlation 0.985 after 6 565 steps).
 APPEARANCE_VARIANTS = 4
+DECODER_KEYS = ("decoder.", "post_quant_conv.")  # what `train_image_decoder` tunes
+DECODER_LATENT_NOISE = 0.5  # its latents' largest noise SD (unit-SD latents), as the shipped decoder's last steps
 
 
 def _pairs(data: MaskDataset, idx, device, crops=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +97,88 @@ def appearance_variants(images: list[np.ndarray], variants: int, seed: int = 0):
     for round_ in range(variants):
         for image in images:
             yield image if round_ == 0 else normalize_intensities(np.asarray(augment(image[None]))[0])
+
+
+def image_base(source) -> dict:
+    """The trained image generator whose decoder `train_image_decoder` tunes: a diffusion run folder
+    (`checkpoint.pt` of `train image-ldm`) or a shipped generator folder (`weights.pt`, checksum-verified),
+    as {"config", "scale_factor", "autoencoder", "unet", "training"} (`training`: what the card says of it)."""
+    source = Path(source)
+    if (source / WEIGHTS_FILE).is_file():
+        card = verified_model(source)
+        state = torch.load(source / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        return {**state, "training": card.get("training", {})}
+    state = Run(source).load() if source.is_dir() else None
+    if state is None or state.get("stage") != "image-ldm":
+        raise VentkitError(f"{source}: neither a generator folder (weights.pt) nor a run of `train image-ldm`")
+    return {"config": state["config"], "scale_factor": state["scale_factor"], "autoencoder": state["autoencoder"],
+            "unet": diffusion_weights(state),
+            "training": {"diffusion_steps": state["step"], "final_losses": {"diffusion": Run(source).recent_losses()}}}
+
+
+def train_image_decoder(data: MaskDataset, base, run_dir, settings: LoopSettings, batch_size: int = 1,
+                        lr: float = 1e-4, device: str = "auto", seed: int = 0,
+                        variants: int = APPEARANCE_VARIANTS, latent_noise: float = DECODER_LATENT_NOISE) -> int:
+    """Fine-tune only the decoder of a trained generator's (standardized) autoencoder (`image_base`) on
+    whole maps under `variants` acquisitions: the encoder is frozen, so the latents, and the diffusion
+    model trained on them, stay valid while decoding sharpens (reconstruction from patch training blurred
+    the tissue contrast: bench/image_stages.py). `latent_noise` > 0 adds Gaussian noise of SD drawn
+    uniformly from 0..`latent_noise` to each latent (unit-SD units), so that the decoder learns to take
+    tissue contrast from the label map where a drawn latent is off."""
+    state = image_base(base)
+    device = choose_device(device)
+    torch.manual_seed(seed)
+    cfg = ImageModelConfig.from_dict(state["config"])
+    ae = build_image_autoencoder(cfg).to(device)
+    ae.load_state_dict({k: v.float() for k, v in state["autoencoder"].items()})
+    images = [torch.from_numpy(np.ascontiguousarray(im))[None]
+              for im in appearance_variants(data.images, variants, seed)]
+    with torch.no_grad():
+        latents = torch.cat([ae.eval().encode(x[None].to(device))[0] for x in images])
+    ae.requires_grad_(False)
+    trained = [p for k, p in ae.named_parameters() if k.startswith(DECODER_KEYS)]
+    for p in trained:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(trained, lr=lr)
+    run = Run(run_dir)
+
+    def step(i: int) -> dict:
+        rng = np.random.default_rng([seed, i])
+        idx = rng.integers(len(images), size=batch_size)
+        x = torch.stack([images[j] for j in idx]).to(device)
+        sd = torch.from_numpy(rng.uniform(0, latent_noise, batch_size)).float().view(-1, 1, 1, 1, 1).to(device)
+        z = latents[idx] + sd * torch.randn_like(latents[idx])
+        recon = ae.decode(z, _pairs(data, (idx % len(data)).tolist(), device)[1])
+        l1 = F.l1_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        l1.backward()
+        opt.step()
+        return {"l1": l1.item()}
+
+    def preview(i: int) -> None:
+        with torch.no_grad():
+            recon = ae.decode(latents[:1], _pairs(data, [0], device)[1])[0, 0].cpu().numpy()
+        affine = GRIDS[cfg.grid].affine((0, 0, 0))
+        save_preview(run.folder / f"preview_{i:06d}.png", Volume(recon, affine), Volume(data.labels[0], affine),
+                     title=f"fine-tuned decoder's reconstruction, step {i}")
+
+    return train_loop(run, {"autoencoder": ae}, {"decoder": opt}, step, settings,
+                      {"config": cfg.to_dict(), "stage": "image-decoder", "base": str(base),
+                       "latent_noise": latent_noise}, preview)
+
+
+def with_tuned_decoder(base: dict, decoder: dict | None) -> dict:
+    """The autoencoder weights of generator `base` (`image_base`) with the decoder of checkpoint `decoder`
+    (`train_image_decoder`); refuses a decoder tuned on another autoencoder's latents."""
+    if decoder is None or decoder.get("stage") != "image-decoder":
+        raise VentkitError("--decoder-run needs a checkpoint.pt of `ventkit train image-decoder`")
+    tuned = decoder["modules"]["autoencoder"]
+    frozen = [k for k in base["autoencoder"] if not k.startswith(DECODER_KEYS)]
+    # equal up to fp16 rounding (a shipped base, or `train slim` halving a checkpoint brought from a GPU)
+    if any(not torch.allclose(tuned[k].float(), base["autoencoder"][k].float(), rtol=1e-3, atol=1e-5) for k in frozen):
+        raise VentkitError(f"the decoder was tuned on another autoencoder ({decoder['base']}): its latents "
+                           "are not the ones this diffusion model draws")
+    return tuned
 
 
 def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
