@@ -27,7 +27,7 @@ AE_PATCH = (32, 32, 32)
 # nearly the same T1 for every seed (mean pairwise correlation 0.985 after 6 565 steps).
 APPEARANCE_VARIANTS = 4
 DECODER_KEYS = ("decoder.", "post_quant_conv.")  # what `train_image_decoder` tunes
-DECODER_LATENT_NOISE = 0.5  # its latents' largest noise SD (unit-SD latents), as the shipped decoder's last steps
+DECODER_LATENT_NOISE = 0.5  # its latents' largest noise SD (unit-SD latents)
 
 
 def _pairs(data: MaskDataset, idx, device, crops=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +163,7 @@ def train_image_decoder(data: MaskDataset, base, run_dir, settings: LoopSettings
                      title=f"fine-tuned decoder's reconstruction, step {i}")
 
     return train_loop(run, {"autoencoder": ae}, {"decoder": opt}, step, settings,
-                      {"config": cfg.to_dict(), "stage": "image-decoder", "base": str(base),
+                      {"config": cfg.to_dict(), "stage": "image-decoder", "base": str(Path(base).resolve()),
                        "latent_noise": latent_noise}, preview)
 
 
