@@ -116,7 +116,12 @@ def test_a_shipped_generators_decoder_is_tuned_and_shipped_with_the_rest_unchang
                  "--run", str(tmp_path / "run"), "--steps", "2", "--appearance-variants", "1"]) == 0
     assert main(["train", "export-image", "--decoder-run", str(tmp_path / "run"), "--out", str(tuned)]) == 0
     before, after = image_base(shipped), image_base(tuned)
-    assert after["training"]["decoder_tuning_steps"] == 2
+    assert [r["steps"] for r in after["training"]["decoder_tuning"]] == [2]
+    assert main(["train", "image-decoder", "--data", str(root / "corpus"), "--base", str(tuned), "--run",
+                 str(tmp_path / "again"), "--steps", "1", "--appearance-variants", "1", "--latent-noise", "1"]) == 0
+    assert main(["train", "export-image", "--decoder-run", str(tmp_path / "again"), "--out", str(tmp_path / "t2")]) == 0
+    rounds = image_base(tmp_path / "t2")["training"]["decoder_tuning"]
+    assert [(r["steps"], r["latent_noise"]) for r in rounds] == [(2, 0.5), (1, 1.0)]
     assert after["training"]["diffusion_steps"] == before["training"]["diffusion_steps"]
     assert all(torch.equal(after["unet"][k], v) for k, v in before["unet"].items())
     keys = before["autoencoder"]

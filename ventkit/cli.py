@@ -275,10 +275,10 @@ def _export_tuned_decoder(args) -> None:
         raise VentkitError(f"{args.decoder_run}: no checkpoint.pt of `ventkit train image-decoder`")
     base = image_base(decoder["base"])
     autoencoder = with_tuned_decoder(base, decoder)  # checked before anything is written
-    training = dict(base["training"])
-    training["final_losses"] = {**training.get("final_losses", {}),
-                                "decoder_tuning": Run(args.decoder_run).recent_losses()}
-    training.update({"decoder_tuning_steps": decoder["step"], "decoder_latent_noise": decoder["latent_noise"]})
+    training = dict(base["training"])  # a tuned generator as base: its rounds come first
+    training["decoder_tuning"] = [*training.get("decoder_tuning", []),
+                                  {"steps": decoder["step"], "latent_noise": decoder["latent_noise"],
+                                   "final_losses": Run(args.decoder_run).recent_losses()}]
     if args.data_note:
         training["data"] = args.data_note
     card = {"training": training, **_card_metrics(args.metrics, "image_generator")}
