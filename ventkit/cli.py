@@ -145,7 +145,7 @@ def cmd_corpus_build(args) -> None:
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
                            args.labels, args.priors, workers=args.workers, head_texture=args.head_texture,
-                           acquisition=args.acquisition)
+                           acquisition=args.acquisition, fov=args.fov)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -475,9 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--split", choices=("train", "holdout"), default="train")
     b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
-    b.add_argument("--contrast", choices=("t1", "random", "real"), default="t1",
-                   help="rendered T1, SynthSeg's random contrast, or each subject's own real T1 "
-                        "(a folder written by `corpus label-real`)")
+    b.add_argument("--contrast", choices=("t1", "random", "mixed", "real"), default="t1",
+                   help="rendered T1, SynthSeg's random contrast, either drawn per case (mixed), or each "
+                        "subject's own real T1 (a folder written by `corpus label-real`)")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random; default: beside the label maps)")
     b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
     b.add_argument("--head-texture", type=float, default=0.0,
@@ -485,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0: one flat intensity per label; VentSegment's textured training sets use 0.7)")
     b.add_argument("--acquisition", help="varied (thick slices, strong bias field and noise, SynthSeg-style; the "
                                          "default for rendered contrasts) or clean (1 mm, mild bias and noise; "
-                                         "the default for real T1s, and the image generator's training renders)")
+                                         "the default for real T1s, and the image generator's training renders), "
+                                         "or mixed (either, drawn per case)")
+    b.add_argument("--fov", default="head", help="field of view: head (whole head), stripped (skull-stripped "
+                                                 "brain), stripped_csf (with a rim of CSF), defaced, cropped, or "
+                                                 "mixed (drawn per case; VentSegment's training sets)")
     b.set_defaults(func=cmd_corpus_build)
 
     real = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")

@@ -14,13 +14,15 @@ from ..labels import TO_SEGMENTATION, VENTRICLE_IDS, to_segmentation
 from ..progress import Callback, track
 from .appearance import load_subject_image
 from .deform import DeformationSpec, RandomDeformation
+from .fov import apply_fov, check_fov, draw_fov
 from .grid import GRIDS, Grid, sample_image, sample_labels
 from .nnunet import NnUNetDatasetWriter
 from .render import RenderSpec, acquire, load_generation_classes, render
 from .subjects import default_priors_dir, list_subjects, load_subject, split_subjects
 from .ventricles import MAX_ML, MIN_ML, SubjectFlows, ids_mapping_to, resize_transform
 
-CONTRASTS = ("t1", "random", "real")  # rendered T1, SynthSeg's random contrast, the subject's own T1
+# rendered T1, SynthSeg's random contrast, either drawn per case, the subject's own T1
+CONTRASTS = ("t1", "random", "mixed", "real")
 # "varied": SynthSeg-style thick slices, strong bias and noise (what segmenters train on); "clean": a good
 # 1 mm scan, mild bias and noise (a real T1 is already blurred, biased and noisy: its default; and what the
 # image generator should draw)
@@ -33,6 +35,11 @@ def acquisition_spec(name: str) -> RenderSpec:
     if name not in ACQUISITIONS:
         raise InputError("--acquisition", f"unknown acquisition '{name}' (choose from {', '.join(ACQUISITIONS)})")
     return ACQUISITIONS[name]
+
+
+def draw_choice(name: str, rng: np.random.Generator, choices: tuple[str, ...]) -> str:
+    """`name`, or for "mixed" one of `choices` drawn uniformly."""
+    return str(rng.choice(choices)) if name == "mixed" else name
 
 
 VolumeSampler = Callable[[np.random.Generator], "float | None"]
@@ -142,6 +149,7 @@ class CorpusJob:
     classes: dict | None
     head_texture: float = 0.0
     acquisition: str = "varied"
+    fov: str = "head"
 
     def build(self, indices: list[int]) -> list[int]:
         """Write the cases `indices` (one subject's, ideally) that are not written yet."""
@@ -162,10 +170,19 @@ class CorpusJob:
                 flows = SubjectFlows(source)
                 real_image = load_subject_image(self.paths[k]) if self.contrast == "real" else None
             t0 = time.time()
-            spec = replace(ACQUISITIONS[self.acquisition], contrast=self.contrast, head_texture=self.head_texture)
+            # the per-case choices of the "mixed" options draw from streams of their own, so that the
+            # cases of a build without them stay as they were
+            choice_rng = np.random.default_rng([self.seed, i, 1])
+            contrast = draw_choice(self.contrast, choice_rng, ("t1", "random"))
+            acquisition = draw_choice(self.acquisition, choice_rng, tuple(ACQUISITIONS))
+            fov = draw_fov(self.fov, choice_rng)
+            spec = replace(ACQUISITIONS[acquisition], contrast=contrast, head_texture=self.head_texture)
             case = make_case(source, GRIDS[self.grid], target, rng, spec, self.classes, flows, real_image)
+            image = apply_fov(case.image.array, case.generation.array, case.image.affine, fov,
+                              np.random.default_rng([self.seed, i, 2]))
             info = {"subject": self.names[k], "split": self.split, "seed": self.seed, "index": i, **case.info,
-                    "seconds": round(time.time() - t0, 2)}
+                    "acquisition": acquisition, "fov": fov, "seconds": round(time.time() - t0, 2)}
+            case.image = case.image.with_array(image)
             writer.add_case(case_id, case.image, case.segmentation, info, test=test)
         return indices
 
@@ -174,14 +191,16 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
                  callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1,
-                 head_texture: float = 0.0, acquisition: str | None = None) -> dict:
+                 head_texture: float = 0.0, acquisition: str | None = None, fov: str = "head") -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
     finished cases and reproduces the rest exactly, whatever the number of `workers` (processes, each
     taking one subject's cases at a time). Hold-out cases go to imagesTs/labelsTs. `head_texture`:
-    see `RenderSpec` (rendered contrasts only). `acquisition`: a key of `ACQUISITIONS`; by default
-    "clean" for the real contrast, "varied" for rendered ones.
+    see `RenderSpec` (rendered contrasts only). `acquisition`: a key of `ACQUISITIONS` or "mixed" (drawn
+    per case); by default "clean" for the real contrast, "varied" for rendered ones. `contrast` "mixed"
+    draws t1 or random per case. `fov`: one of `fov.FOVS` (whole head, skull-stripped, defaced,
+    cropped) or "mixed" (drawn per case with `fov.MIXED_WEIGHTS`).
     """
     if grid not in GRIDS:
         raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -195,7 +214,9 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
     default_acquisition = "clean" if contrast == "real" else "varied"
     acquisition = acquisition or default_acquisition
-    acquisition_spec(acquisition)
+    if acquisition != "mixed":
+        acquisition_spec(acquisition)
+    check_fov(fov)
     parse_volumes(volumes)
     subjects = list_subjects(label_dir)
     names = split_subjects(label_dir)[split]
@@ -207,11 +228,12 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     job = CorpusJob(str(out_dir), f"ventkit corpus: {split} subjects, volumes {volumes}, grid {grid}, "
                                   f"contrast {contrast}, seed {seed}"
                                   + (f", head texture {head_texture:g}" if head_texture else "")
-                                  + (f", {acquisition} acquisition" if acquisition != default_acquisition else ""),
+                                  + (f", {acquisition} acquisition" if acquisition != default_acquisition else "")
+                                  + (f", field of view {fov}" if fov != "head" else ""),
                     split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
-                    if contrast == "random" else None, head_texture, acquisition)
+                    if contrast in ("random", "mixed") else None, head_texture, acquisition, fov)
     writer = NnUNetDatasetWriter(out_dir, job.description)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]

@@ -61,7 +61,7 @@ class NnUNetDatasetWriter:
         """Delete temporary files of interrupted writes, and the files of cases cut off before their meta."""
         for tmp in self.root.glob("*/.*.part*"):
             tmp.unlink(missing_ok=True)
-        complete = {m.stem for m in (self.root / "meta").glob("*.json")}
+        complete = {m.stem for m in (self.root / "meta").glob("*.json") if not m.name.startswith(".")}
         for folder in ("imagesTr", "labelsTr", "labelsFullTr", "imagesTs", "labelsTs", "labelsFullTs"):
             for f in (self.root / folder).glob(f"*{FILE_ENDING}"):
                 case_id = f.name[: -len(FILE_ENDING)]
@@ -73,15 +73,16 @@ class NnUNetDatasetWriter:
     def cases(self) -> list[dict]:
         out = []
         for meta in sorted((self.root / "meta").glob("*.json")):
+            if meta.name.startswith("."):  # a meta file being written
+                continue
             info = json.loads(meta.read_text())
             if self.has_case(info["case_id"], info["test"]):
                 out.append(info)
         return out
 
-    def finish(self, name: str) -> dict:
-        """Write `dataset.json` and `cases.csv` for every complete case; return the dataset.json dict."""
-        cases = self.cases()
-        dataset = {
+    def dataset_json(self, name: str, cases: list[dict]) -> dict:
+        """nnU-Net's `dataset.json` for `cases` (meta dicts)."""
+        return {
             "name": name,
             "description": self.description,
             "channel_names": {"0": "T1"},
@@ -91,6 +92,11 @@ class NnUNetDatasetWriter:
             "file_ending": FILE_ENDING,
             "reference": "ventkit anatomy corpus rendered from SynthSeg label maps (Apache-2.0)",
         }
+
+    def finish(self, name: str) -> dict:
+        """Write `dataset.json` and `cases.csv` for every complete case; return the dataset.json dict."""
+        cases = self.cases()
+        dataset = self.dataset_json(name, cases)
         write_text(self.root / "dataset.json", json.dumps(dataset, indent=1))
         keys = sorted({k for c in cases for k in c})
         buf = _io.StringIO()

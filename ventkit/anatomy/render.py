@@ -113,7 +113,7 @@ def load_generation_classes(priors_dir: str | Path | None) -> dict[int, int] | N
     return {int(a): int(b) for a, b in zip(labels, classes)}
 
 
-def _smooth_random_field(shape, rng, std, lattice=4):
+def smooth_random_field(shape, rng, std, lattice=4):
     coarse = rng.normal(0, std, (lattice,) * 3).astype(np.float32)
     return zoom(coarse, [s / lattice for s in shape], order=3, mode="nearest")[: shape[0], : shape[1], : shape[2]]
 
@@ -129,7 +129,7 @@ def render(labels: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSp
     stds = np.array([stats[v][1] for v in values], np.float32)[lut_idx]
     if spec.head_texture > 0:
         extra = ~np.isin(labels, list(TISSUE_OF_LABEL))  # what draw_label_intensities calls extra-cerebral
-        field = np.exp(_smooth_random_field(labels.shape, rng, spec.head_texture, lattice=HEAD_TEXTURE_LATTICE))
+        field = np.exp(smooth_random_field(labels.shape, rng, spec.head_texture, lattice=HEAD_TEXTURE_LATTICE))
         means = np.where(extra, means * field, means)
     img = means + stds * rng.standard_normal(labels.shape, dtype=np.float32)
     img, params = acquire(gaussian_filter(img, spec.blur_voxels), spacing, rng, spec)
@@ -149,7 +149,7 @@ def acquire(img: np.ndarray, spacing, rng: np.random.Generator, spec: RenderSpec
         factor[axis] = spacing[axis] / thickness
         low = zoom(img, factor, order=1)
         img = zoom(low, [s / l for s, l in zip(img.shape, low.shape)], order=1)
-    bias = np.exp(_smooth_random_field(img.shape, rng, spec.bias_std)).astype(np.float32)
+    bias = np.exp(smooth_random_field(img.shape, rng, spec.bias_std)).astype(np.float32)
     img = np.clip(img, 0, None) * bias
     scale = float(np.percentile(img, 99.5)) or 1.0
     img = np.clip(img / scale, 0, 1)

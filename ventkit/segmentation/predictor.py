@@ -6,24 +6,29 @@ reoriented to RAS (axis permutations and flips only, as the training images were
 nnU-Net with their voxel size, and the prediction comes back in the scan's own grid: nnU-Net resamples
 the class probabilities, not the labels, before the argmax. Left and right are assigned afterwards from
 the anatomy (`sides`): the network's classes are side-agnostic. Then, as nnU-Net's own postprocessing
-does, only the largest connected component of each ventricle is kept (`keep_largest_components`).
+does, only the largest connected component of each ventricle is kept (`keep_largest_components`), and
+background enclosed by a ventricle is filled (`fill_enclosed`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import InputError
 from ..io import Volume, ras_to_grid_of, reorient_to_ras, validate
 from ..models import WeightsError, choose_device, verified_model
-from .sides import assign_sides
+from ..volumetry import ventricle_volumes_ml
+from .sides import assign_sides, midsagittal_plane
 
 FOLD = "all"
 CHECKPOINT = "checkpoint_final.pth"
 MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
 # one connected structure each: a lateral ventricle with its temporal horn (inferior lateral), the 3rd, the 4th
 CONNECTED_STRUCTURES = [(4, 5), (43, 44), 14, 15]
+# test-time augmentation: the scan as it is, then mirrored along each set of axes (nnU-Net's mirroring)
+MIRRORINGS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
 
 
 def keep_largest_components(labels: np.ndarray) -> np.ndarray:
@@ -36,6 +41,26 @@ def keep_largest_components(labels: np.ndarray) -> np.ndarray:
     for structure in CONNECTED_STRUCTURES:
         labels = keep_largest(labels, structure)
     return labels
+
+
+def fill_enclosed(labels: np.ndarray) -> np.ndarray:
+    """Labels with the background that a ventricle (each of CONNECTED_STRUCTURES) encloses in 3-D given to
+    that ventricle (its nearest label): a ventricle has no tissue inside it, and a dark spot of noise,
+    choroid plexus or a vessel inside an enlarged ventricle is still ventricle volume."""
+    out = labels.copy()
+    for structure in CONNECTED_STRUCTURES:
+        ids = structure if isinstance(structure, tuple) else (structure,)
+        found = ndimage.find_objects(np.isin(labels, ids).astype(np.uint8))
+        if not found:
+            continue
+        box = found[0]  # enclosed voxels lie within the structure's bounding box
+        part = labels[box]
+        inside = np.isin(part, ids)
+        holes = ndimage.binary_fill_holes(inside) & (part == 0)
+        if holes.any():
+            _, nearest = ndimage.distance_transform_edt(~inside, return_indices=True)
+            out[box][holes] = part[tuple(index[holes] for index in nearest)]
+    return out
 
 
 def to_nnunet_layout(volume: Volume) -> tuple[np.ndarray, dict]:
@@ -72,13 +97,65 @@ class VentricleSegmenter:
     def segment(self, volume: Volume) -> Volume:
         """Ventricle label map (4, 43, 5, 44, 14, 15) on `volume`'s grid and affine; islands removed
         (`keep_largest_components`) unless the segmenter keeps them."""
+        return self.predict(volume, passes=1)[0]
+
+    def segment_with_uncertainty(self, volume: Volume, passes: int = len(MIRRORINGS)) -> tuple[Volume, list[dict]]:
+        """`segment` with test-time augmentation: the logits of `passes` mirrored copies of the scan are
+        averaged (nnU-Net's own mirroring), and each pass's ventricle volumes are returned too, measured
+        on the network's grid (their spread is the segmentation's uncertainty)."""
+        if not 2 <= passes <= len(MIRRORINGS):
+            raise InputError("--passes", f"{passes}: use 2-{len(MIRRORINGS)} test-time passes")
+        return self.predict(volume, passes)
+
+    def predict(self, volume: Volume, passes: int) -> tuple[Volume, list[dict]]:
+        """Labels on `volume`'s grid from the mean logits of the first `passes` of MIRRORINGS, and (for
+        more than one pass) the ventricle volumes of each pass alone on the network's grid."""
+        import torch
+        from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
         volume = validate(volume)
         ras = reorient_to_ras(volume)
         array, props = to_nnunet_layout(ras)
-        classes = self.predictor.predict_single_npy_array(array, props)
+        p = self.predictor
+        adapter = PreprocessAdapterFromNpy([array], [None], [props], [None], p.plans_manager, p.dataset_json,
+                                           p.configuration_manager, num_threads_in_multithreaded=1)
+        case = next(adapter)
+        data, props = case["data"], case["data_properties"]
+        each = []
+        for axes in MIRRORINGS[:passes]:
+            dims = [1 + a for a in axes]
+            logits = p.predict_logits_from_preprocessed_data(torch.flip(data, dims) if dims else data)
+            each.append(torch.flip(logits, dims) if dims else logits)
+        mean = torch.stack(each).mean(0) if passes > 1 else each[0]
+        classes = convert_predicted_logits_to_segmentation_with_correct_shape(
+            mean, p.plans_manager, p.configuration_manager, p.label_manager, props)
         if classes.shape != array.shape[1:]:
             raise InputError(volume.source, f"nnU-Net returned shape {classes.shape}, expected {array.shape[1:]}")
-        labels = assign_sides(np.asarray(classes).transpose(2, 1, 0), ras.affine)
-        if not self.keep_islands:
-            labels = keep_largest_components(labels)
-        return ras_to_grid_of(labels, volume)
+        classes = np.asarray(classes).transpose(2, 1, 0)
+        plane = midsagittal_plane(classes, ras.affine, ras.array)
+        labels = self._postprocess(assign_sides(classes, ras.affine, plane=plane))
+        volumes = []
+        if passes > 1:
+            grid = network_grid_affine(ras.affine, props, data.shape[1:])
+            for logits in each:
+                net = logits.argmax(0).numpy().astype(np.uint8).transpose(2, 1, 0)
+                volumes.append(ventricle_volumes_ml(Volume(self._postprocess(assign_sides(net, grid, plane=plane)),
+                                                           grid, "test-time pass")))
+        return ras_to_grid_of(labels, volume), volumes
+
+    def _postprocess(self, labels: np.ndarray) -> np.ndarray:
+        return fill_enclosed(labels if self.keep_islands else keep_largest_components(labels))
+
+
+def network_grid_affine(ras_affine: np.ndarray, props: dict, shape) -> np.ndarray:
+    """RAS affine of nnU-Net's preprocessed grid (the scan cropped and resampled to `shape`, axes z, y, x)
+    for an array in x, y, z order: the grid on which each test-time pass's volumes are measured."""
+    bbox = np.array(props["bbox_used_for_cropping"], float)  # (z, y, x) voxel ranges of the RAS scan
+    old = np.array(props["shape_after_cropping_and_before_resampling"], float)
+    new = np.array(shape, float)
+    scale = (old / new)[::-1]  # x, y, z
+    start = bbox[::-1, 0] + 0.5 * scale - 0.5  # centre of the first resampled voxel, in scan voxels
+    to_scan = np.diag([*scale, 1.0])
+    to_scan[:3, 3] = start
+    return ras_affine @ to_scan

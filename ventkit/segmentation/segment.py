@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +17,7 @@ from ..io import MGH_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES, Volume, read_volum
 from ..models import models_dir
 from ..progress import Callback, track
 from ..volumetry import volume_report
+from .sides import SidesWarning
 
 SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
@@ -121,15 +123,21 @@ def check_brain_field_of_view(volume: Volume) -> None:
 
 
 def segment_volume(volume: Volume, segmenter: Segmenter) -> tuple[Volume, dict]:
+    """Segment `volume`; the report carries the volumes and every warning raised on the way (uncertain
+    sides among them)."""
     check_brain_field_of_view(volume)
-    labels = segmenter.segment(volume)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SidesWarning)
+        labels = segmenter.segment(volume)
     if labels.array.shape != volume.array.shape or not np.allclose(labels.affine, volume.affine):
         raise VentkitError(f"{segmenter.description} returned a map off the scan's grid")
     report = volume_report(labels)
     report.pop("structures_ml")
     report["model"] = segmenter.description
-    report["warnings"] = [] if report["ventricles_total_ml"] > 0 else [
-        "no ventricles found: is this a brain MRI, and is it a contrast the model knows (T1-weighted)?"]
+    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SidesWarning)]
+    if report["ventricles_total_ml"] == 0:
+        report["warnings"].append("no ventricles found: is this a brain MRI, and is it a contrast the model "
+                                  "knows (T1-weighted)?")
     return labels, report
 
 

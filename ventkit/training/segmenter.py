@@ -24,6 +24,7 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from ..anatomy.nnunet import NnUNetDatasetWriter
 from ..errors import InputError
 from ..io import atomic_path, write_text
 from ..models import choose_device, verified_model, write_card
@@ -153,25 +154,42 @@ def use_run_folder(run: Path) -> dict[str, Path]:
     return folders
 
 
+def source_cases(src: Path) -> tuple[dict, list[str]]:
+    """A source dataset's `dataset.json` and its complete training cases. A ventkit build still being
+    written (no `dataset.json` yet) counts with the cases whose meta file, written last, is in place."""
+    meta = src / "dataset.json"
+    if meta.is_file():
+        ds = json.loads(meta.read_text())
+    elif (src / "meta").is_dir():
+        writer = NnUNetDatasetWriter(src)
+        ds = writer.dataset_json(src.name, writer.cases())
+    else:
+        raise InputError(src, "not an nnU-Net raw dataset (no dataset.json)")
+    ending = ds["file_ending"]
+    if (src / "meta").is_dir():
+        cases = sorted(c["case_id"] for c in NnUNetDatasetWriter(src).cases() if not c["test"])
+    else:
+        cases = sorted(label.name[: -len(ending)] for label in (src / "labelsTr").glob(f"*{ending}"))
+    return ds, cases
+
+
 def link_datasets(sources: list[Path], raw: Path) -> dict:
-    """One nnU-Net raw dataset made of symlinks to the training cases of every source dataset."""
+    """One nnU-Net raw dataset made of symlinks to the training cases of every source dataset; run again,
+    it adds the cases written since (a source that is still being built grows)."""
     first = None
     for d in ("imagesTr", "labelsTr"):
         (raw / d).mkdir(parents=True, exist_ok=True)
     n = 0
     for k, src in enumerate(sources):
-        meta = src / "dataset.json"
-        if not meta.is_file():
-            raise InputError(src, "not an nnU-Net raw dataset (no dataset.json)")
-        ds = json.loads(meta.read_text())
+        ds, cases = source_cases(src)
         first = first or ds
         if ds["labels"] != first["labels"] or ds["file_ending"] != first["file_ending"]:
             raise InputError(src, "labels or file ending differ from the first dataset")
-        for label in sorted((src / "labelsTr").glob(f"*{ds['file_ending']}")):
-            case = label.name[: -len(ds["file_ending"])]
-            image = src / "imagesTr" / f"{case}_0000{ds['file_ending']}"
-            if not image.is_file():
-                raise InputError(image, "image of a labelled case is missing")
+        ending = ds["file_ending"]
+        for case in cases:
+            image, label = src / "imagesTr" / f"{case}_0000{ending}", src / "labelsTr" / f"{case}{ending}"
+            if not image.is_file() or not label.is_file():
+                raise InputError(image, "image or label map of a complete case is missing")
             for target, link in ((image, raw / "imagesTr" / f"s{k}_{image.name}"),
                                  (label, raw / "labelsTr" / f"s{k}_{label.name}")):
                 if not link.is_symlink():
@@ -185,8 +203,39 @@ def link_datasets(sources: list[Path], raw: Path) -> dict:
     return dataset
 
 
+def preprocess_new_cases(dataset_name: str) -> int:
+    """Preprocess, with the plans made at the start, the linked cases that are not preprocessed yet (cases
+    added to a source since); each case's files are moved in whole, its data file last. Returns the count."""
+    import shutil
+    import tempfile
+
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    raw = Path(os.environ["nnUNet_raw"]) / dataset_name
+    pre = Path(os.environ["nnUNet_preprocessed"]) / dataset_name
+    plans = PlansManager(str(pre / f"{PLANS}.json"))
+    config = plans.get_configuration(CONFIGURATION)
+    out = pre / config.data_identifier
+    dataset = json.loads((pre / "dataset.json").read_text())
+    ending = dataset["file_ending"]
+    done = set(nnUNetDatasetBlosc2.get_identifiers(str(out)))
+    new = [p.name[: -len(ending)] for p in sorted((raw / "labelsTr").glob(f"*{ending}"))]
+    new = [c for c in new if c not in done]
+    preprocessor = DefaultPreprocessor(verbose=False)
+    for case in new:
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            preprocessor.run_case_save(str(Path(tmp) / case), [str(raw / "imagesTr" / f"{case}_0000{ending}")],
+                                       str(raw / "labelsTr" / f"{case}{ending}"), plans, config, dataset)
+            for suffix in ("_seg.b2nd", ".pkl", ".b2nd"):
+                shutil.move(str(Path(tmp) / f"{case}{suffix}"), out / f"{case}{suffix}")
+    return len(new)
+
+
 def prepare(sources: list[str | Path], run: str | Path, name: str, num_processes: int = 1) -> str:
-    """Link, fingerprint, plan and preprocess once per run folder; returns nnU-Net's dataset name."""
+    """Link, fingerprint, plan and preprocess once per run folder; returns nnU-Net's dataset name. Later
+    calls link and preprocess the cases added to the sources since (with the first plans)."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
                                                                       plan_experiment_dataset, preprocess_dataset)
 
@@ -198,6 +247,8 @@ def prepare(sources: list[str | Path], run: str | Path, name: str, num_processes
     if done.is_file():
         if json.loads(done.read_text())["sources"] != [str(s.resolve()) for s in sources]:
             raise InputError(run, "run folder was prepared from other datasets; use a new --run")
+        link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
+        preprocess_new_cases(dataset_name)
         return dataset_name
     link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
     extract_fingerprint_dataset(DATASET_ID, num_processes=num_processes, check_dataset_integrity=True,
