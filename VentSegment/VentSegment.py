@@ -20,7 +20,8 @@ from slicer.util import VTKObservationMixin
 MODELS = ("augmented", "real", "synthetic")
 REFERENCES = ("synthseg", "samseg", "none")
 DEVICES = ("auto", "cpu", "cuda")
-PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10"}
+PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10",
+                      "Uncertainty": "false"}
 REQUIRED_PACKAGES = {"nibabel": "nibabel", "SimpleITK": "SimpleITK", "scipy": "scipy", "torch": "torch",
                      "monai": "monai", "nnunetv2": "nnunetv2"}
 # SNOMED CT codes (Slicer's terminology format) for the ventricles; laterality as anatomic region modifier
@@ -88,7 +89,8 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                (self.ui.modelComboBox, "currentTextChanged(QString)"),
                                (self.ui.referenceComboBox, "currentTextChanged(QString)"),
                                (self.ui.deviceComboBox, "currentTextChanged(QString)"),
-                               (self.ui.thresholdSpinBox, "valueChanged(double)")):
+                               (self.ui.thresholdSpinBox, "valueChanged(double)"),
+                               (self.ui.uncertaintyCheckBox, "toggled(bool)")):
             widget.connect(signal, self.updateParameterNodeFromGUI)
         self.timer = qt.QTimer()
         self.timer.setInterval(500)
@@ -109,6 +111,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.referenceComboBox.currentText = p.GetParameter("Reference")
             self.ui.deviceComboBox.currentText = p.GetParameter("Device")
             self.ui.thresholdSpinBox.value = float(p.GetParameter("ThresholdPercent"))
+            self.ui.uncertaintyCheckBox.checked = p.GetParameter("Uncertainty") == "true"
         finally:
             self._updatingGUI = False
         running = self.job is not None
@@ -126,6 +129,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.SetParameter("Reference", self.ui.referenceComboBox.currentText)
         p.SetParameter("Device", self.ui.deviceComboBox.currentText)
         p.SetParameter("ThresholdPercent", str(self.ui.thresholdSpinBox.value))
+        p.SetParameter("Uncertainty", "true" if self.ui.uncertaintyCheckBox.checked else "false")
         self.ui.segmentButton.enabled = self.job is None and node is not None
 
     def ensureDependencies(self):
@@ -150,7 +154,8 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self.logic.getParameterNode()
         try:
             self.job = self.logic.startSegmentation(p.GetNodeReference("InputVolume"), p.GetParameter("Model"),
-                                                    p.GetParameter("Reference"), p.GetParameter("Device"))
+                                                    p.GetParameter("Reference"), p.GetParameter("Device"),
+                                                    p.GetParameter("Uncertainty") == "true")
         except Exception as exc:
             slicer.util.errorDisplay(f"Could not start the segmentation: {exc}")
             return
@@ -303,15 +308,17 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install(["--no-deps", "nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"])
 
     # running ventkit
-    def segmentCommand(self, inputPath, outDir, model, device):
+    def segmentCommand(self, inputPath, outDir, model, device, uncertainty=False):
         from ventkit.jobs import ventkit_command
 
         cmd = ventkit_command("segment", inputPath, "--out", outDir, "--device", device, python=self.pythonExecutable)
+        cmd += ["--uncertainty"] if uncertainty else []
         return cmd + (["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model])
 
-    def startSegmentation(self, volumeNode, model=None, reference="synthseg", device="auto"):
+    def startSegmentation(self, volumeNode, model=None, reference="synthseg", device="auto", uncertainty=False):
         """Write the volume to a temporary NIfTI and start ventkit on it (and the reference, if any);
-        `model` None is the default model (augmented, or the best shipped one)."""
+        `model` None is the default model (augmented, or the best shipped one); `uncertainty` gives
+        VentSegment's volumes an SD."""
         from ventkit.io import write_volume
         from ventkit.jobs import ChildJob
 
@@ -321,7 +328,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         inputPath = os.path.join(workDir, "scan.nii.gz")
         write_volume(volumeFromNode(volumeNode), inputPath)
         commands = [self.segmentCommand(inputPath, os.path.join(workDir, "model"), model or self.defaultModel(),
-                                        device)]
+                                        device, uncertainty)]
         if reference != "none":
             commands.append(self.segmentCommand(inputPath, os.path.join(workDir, "reference"), reference, device))
         job = ChildJob(commands, workDir)
@@ -347,9 +354,9 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         return seg, table, reports[0].get("warnings", []) + warnings
 
     def segmentAndLoad(self, volumeNode, model=None, reference="synthseg", device="auto",
-                       thresholdPercent=10.0):
+                       thresholdPercent=10.0, uncertainty=False):
         """Synchronous version of start/load (scripts, tests)."""
-        job = self.startSegmentation(volumeNode, model, reference, device)
+        job = self.startSegmentation(volumeNode, model, reference, device, uncertainty)
         try:
             job.wait()
             return self.loadResults(job, thresholdPercent)
@@ -397,11 +404,14 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
                 "~Anatomic codes - DICOM master list~^^~^^")
 
     def fillVolumesTable(self, table, report, reference=None, thresholdPercent=10.0):
-        """Structure | VentSegment (mL) | reference (mL) | difference; returns disagreement warnings."""
+        """Structure | VentSegment (mL) | its SD (mL, with an uncertainty) | reference (mL) | difference;
+        returns disagreement warnings."""
         from ventkit.segmentation.segment import REPORT_ROWS
 
         refName = reference["model"] if reference else "reference"
-        columns = ["Structure", "VentSegment (mL)", f"{refName} (mL)", "Difference (mL)", "Difference (%)"]
+        sd = report.get("ventricles_sd_ml")
+        columns = ["Structure", "VentSegment (mL)", *(["VentSegment SD (mL)"] if sd else []), f"{refName} (mL)",
+                   "Difference (mL)", "Difference (%)"]
         arrays = []
         for title in columns:
             a = vtk.vtkStringArray()
@@ -409,18 +419,19 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             arrays.append(a)
         warnings = []
 
-        def row(name, ours, theirs, unit_ml=True):
+        def row(name, ours, theirs, unit_ml=True, spread=None):
             diff = "" if theirs is None else f"{ours - theirs:+.2f}"
             pct = "" if theirs in (None, 0) else f"{100 * (ours - theirs) / theirs:+.1f}"
-            values = [name, f"{ours:.2f}" if unit_ml else f"{ours:.3f}", "" if theirs is None else f"{theirs:.2f}",
-                      diff, pct]
+            values = [name, f"{ours:.2f}" if unit_ml else f"{ours:.3f}",
+                      *(["" if spread is None else f"{spread:.2f}"] if sd else []),
+                      "" if theirs is None else f"{theirs:.2f}", diff, pct]
             for a, v in zip(arrays, values):
                 a.InsertNextValue(v)
 
         for key in REPORT_ROWS:
             ours = report["ventricles_ml"][key]
             theirs = reference["ventricles_ml"][key] if reference else None
-            row(key.replace("_", " ").capitalize(), ours, theirs)
+            row(key.replace("_", " ").capitalize(), ours, theirs, spread=sd[key] if sd else None)
             if theirs is not None and key in ("total", "left_lateral", "right_lateral") and \
                     abs(ours - theirs) > max(1.0, thresholdPercent / 100 * theirs):
                 warnings.append(f"{key.replace('_', ' ').capitalize()}: VentSegment {ours:.1f} mL vs "
@@ -496,6 +507,8 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         self.test_LabelsBecomeNamedSegments()
         self.setUp()
         self.test_TableVolumesAndWarnings()
+        self.setUp()
+        self.test_TableShowsUncertainty()
 
     def _labels(self):
         import numpy as np
@@ -526,3 +539,13 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetTable().GetValue(0, 1).ToString(), f"{1000 * 1.8 / 1000:.2f}")
         self.assertEqual(len(warnings), 1)
         self.assertIn("Total", warnings[0])
+
+    def test_TableShowsUncertainty(self):
+        from ventkit.volumetry import volume_report
+
+        report = volume_report(self._labels())
+        report["ventricles_sd_ml"] = {k: 0.25 for k in report["ventricles_ml"]}
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
+        VentSegmentLogic().fillVolumesTable(table, report)
+        self.assertEqual(table.GetTable().GetColumn(2).GetName(), "VentSegment SD (mL)")
+        self.assertEqual(table.GetTable().GetValue(0, 2).ToString(), "0.25")

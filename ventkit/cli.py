@@ -46,20 +46,22 @@ def cmd_volumes(args) -> None:
 def _print_report(report: dict) -> None:
     from .segmentation.segment import REPORT_ROWS
 
-    v = report["ventricles_ml"]
+    v, sd = report["ventricles_ml"], report.get("ventricles_sd_ml")
     for key in REPORT_ROWS:
-        print(f"{key.replace('_', ' '):<26}{v[key]:9.2f} mL")
+        print(f"{key.replace('_', ' '):<26}{v[key]:9.2f}" + (f" ± {sd[key]:5.2f}" if sd else "") + " mL")
     print(f"{'lateral asymmetry (L-R)':<26}{report['lateral_asymmetry_percent']:9.1f} %")
     ev = report["evans"]
     print(f"{'Evans index':<26}{ev['evans_index']:9.3f}" if ev else f"{'Evans index':<26}      n/a")
 
 
 def cmd_segment(args) -> None:
-    from .segmentation.segment import load_segmenter, segment_file
+    from .segmentation.segment import check_uncertainty, load_segmenter, segment_file
 
     segmenter = load_segmenter(args.model, args.device, folder=args.model_dir, keep_islands=args.keep_islands)
+    if args.uncertainty:
+        check_uncertainty(segmenter)
     for image in args.images:
-        result = segment_file(image, args.out, segmenter)
+        result = segment_file(image, args.out, segmenter, args.uncertainty)
         print(f"{image} ({segmenter.description})")
         _print_report(result.report)
         for warning in result.report["warnings"]:
@@ -447,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--keep-islands", action="store_true",
                    help="keep every connected component (default: only the largest of each ventricle)")
+    g.add_argument("--uncertainty", action="store_true",
+                   help="report each volume as mean ± SD over test-time mirrored passes (about 4x slower)")
     g.set_defaults(func=cmd_segment)
 
     i = sub.add_parser("install-samseg", help="install FreeSurfer's SAMSEG (PyPI samseg) in an environment of its own")

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume
+from ..io import Volume, reorient_to_ras
 from ..labels import TO_SEGMENTATION, VENTRICLE_IDS, to_segmentation
 from ..progress import Callback, track
 from .appearance import load_subject_image
@@ -131,6 +131,28 @@ def make_case(source: Volume, grid: Grid, target_ml: float | None, rng: np.rando
         params = {"contrast": "real", **params}
     seg = generation.with_array(to_segmentation(generation.array))
     return Case(generation.with_array(image), seg, generation, {**info, **params})
+
+
+def resize_scan(image: Volume, labels: Volume, target_ml: float, tol: float = 0.01,
+                measure_spacing_mm: float = 2.0) -> tuple[Volume, Volume]:
+    """A real scan and its label map (same grid; FreeSurfer ids) with the ventricles resized to `target_ml`
+    by one flow applied to both, so that intensities move with the tissue; both come back on the scan's
+    RAS grid. The flow is calibrated on a `measure_spacing_mm` grid (volumes are kept there by antialiased
+    sampling), so the result lies within about `tol` plus a voxel's share of the target."""
+    image, labels = reorient_to_ras(image), reorient_to_ras(labels)
+    if image.array.shape != labels.array.shape or not np.allclose(image.affine, labels.affine, atol=1e-3):
+        raise InputError(labels.source, "the label map is not on the scan's grid")
+    extent = np.array(labels.array.shape) * labels.spacing
+    coarse = Grid(tuple(int(v) for v in np.ceil(extent / measure_spacing_mm)), (measure_spacing_mm,) * 3)
+    coarse_affine = coarse.affine(labels.affine[:3, :3] @ ((np.array(labels.array.shape) - 1) / 2)
+                                  + labels.affine[:3, 3])
+    voxel_ml = measure_spacing_mm ** 3 / 1000
+    measure = lambda tr: ventricle_ml(sample_labels(labels, coarse_affine, coarse.shape, [tr], antialias=True),  # noqa: E731
+                                      voxel_ml)
+    transform, _ = resize_transform(SubjectFlows(labels), target_ml, measure, tol=tol)
+    shape = labels.array.shape
+    return (image.with_array(sample_image(image, image.affine, shape, [transform])),
+            labels.with_array(sample_labels(labels, labels.affine, shape, [transform], antialias=False)))
 
 
 @dataclass(frozen=True)

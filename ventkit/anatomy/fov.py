@@ -43,13 +43,14 @@ def _ras_coordinates(affine: np.ndarray, shape) -> list[np.ndarray]:
 
 def brain_mask(segmentation: np.ndarray, spacing, rng: np.random.Generator, with_csf: bool) -> np.ndarray:
     """A skull-stripping mask as brain-extraction tools draw it: the brain labels (with the extra-cerebral
-    CSF when `with_csf`), closed over the sulci, holes filled, its edge moved in or out by a smooth random
-    margin (mean -1 to +1 mm without the CSF, 0 to 3 mm with it, SD 1 mm)."""
+    CSF when `with_csf`), closed over the sulci and the cisterns (3 mm with the CSF, 6 mm without it, so that
+    no pocket of zeros is left beside the 3rd ventricle), holes filled, its edge moved in or out by a smooth
+    random margin (mean -1 to +1 mm without the CSF, 0 to 3 mm with it, SD 1 mm)."""
     spacing = np.asarray(spacing, float)
     brain = segmentation != 0
     if not with_csf:
         brain &= segmentation != EXTRA_CEREBRAL_CSF
-    radius = max(1, int(round(3.0 / spacing.min())))
+    radius = max(1, int(round((3.0 if with_csf else 6.0) / spacing.min())))
     brain = binary_closing(brain, generate_binary_structure(3, 1), iterations=radius)
     brain = binary_fill_holes(brain)
     outside = distance_transform_edt(~brain, sampling=spacing)

@@ -100,12 +100,14 @@ class SegmentationResult:
 
 
 def report_csv(report: dict) -> str:
-    """Structure, mL rows, then total, asymmetry and Evans index."""
+    """Structure, mL rows (with their SD when the report has an uncertainty), then total, asymmetry and
+    Evans index."""
     buf = _io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["structure", "volume_ml"])
+    sd = report.get("ventricles_sd_ml")
+    w.writerow(["structure", "volume_ml"] + (["sd_ml"] if sd else []))
     for key in REPORT_ROWS:
-        w.writerow([key, f"{report['ventricles_ml'][key]:.3f}"])
+        w.writerow([key, f"{report['ventricles_ml'][key]:.3f}"] + ([f"{sd[key]:.3f}"] if sd else []))
     w.writerow(["lateral_asymmetry_percent", f"{report['lateral_asymmetry_percent']:.2f}"])
     w.writerow(["left_right_asymmetry_percent", f"{report['left_right_asymmetry_percent']:.2f}"])
     evans = (report.get("evans") or {}).get("evans_index")
@@ -122,18 +124,45 @@ def check_brain_field_of_view(volume: Volume) -> None:
                                         f"whole-brain scan (each side must be {lo:g}-{hi:g} mm)")
 
 
-def segment_volume(volume: Volume, segmenter: Segmenter) -> tuple[Volume, dict]:
+def check_uncertainty(segmenter: Segmenter) -> None:
+    """Refuse `--uncertainty` for a segmenter that cannot give one (the installed references)."""
+    if not hasattr(segmenter, "segment_with_uncertainty"):
+        raise InputError("--uncertainty", f"{segmenter.description} gives no uncertainty (only VentSegment's "
+                                          f"nnU-Net models do)")
+
+
+def uncertainty_of(segmenter: Segmenter, passes: list[dict]) -> tuple[dict, dict]:
+    """Each volume's SD (mL) over the test-time passes, times the model's calibrated scale (its card's
+    `uncertainty.sd_scale`, fitted on renders of training subjects), and how it was found."""
+    calibration = getattr(segmenter, "card", {}).get("uncertainty", {})
+    scale = float(calibration.get("sd_scale", 1.0))
+    sd = {k: scale * float(np.std([p[k] for p in passes], ddof=1)) for k in passes[0]}
+    method = {"method": f"test-time mirroring, {len(passes)} passes", "sd_scale": scale,
+              "calibrated": "sd_scale" in calibration, **({"fitted_on": calibration["fitted_on"]}
+                                                        if "fitted_on" in calibration else {})}
+    return sd, method
+
+
+def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = False) -> tuple[Volume, dict]:
     """Segment `volume`; the report carries the volumes and every warning raised on the way (uncertain
-    sides among them)."""
+    sides among them). With `uncertainty`, each volume also gets an SD (`ventricles_sd_ml`, see
+    `uncertainty_of`)."""
     check_brain_field_of_view(volume)
+    if uncertainty:
+        check_uncertainty(segmenter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SidesWarning)
-        labels = segmenter.segment(volume)
+        if uncertainty:
+            labels, passes = segmenter.segment_with_uncertainty(volume)
+        else:
+            labels = segmenter.segment(volume)
     if labels.array.shape != volume.array.shape or not np.allclose(labels.affine, volume.affine):
         raise VentkitError(f"{segmenter.description} returned a map off the scan's grid")
     report = volume_report(labels)
     report.pop("structures_ml")
     report["model"] = segmenter.description
+    if uncertainty:
+        report["ventricles_sd_ml"], report["uncertainty"] = uncertainty_of(segmenter, passes)
     report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SidesWarning)]
     if report["ventricles_total_ml"] == 0:
         report["warnings"].append("no ventricles found: is this a brain MRI, and is it a contrast the model "
@@ -141,10 +170,11 @@ def segment_volume(volume: Volume, segmenter: Segmenter) -> tuple[Volume, dict]:
     return labels, report
 
 
-def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter) -> SegmentationResult:
+def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter,
+                 uncertainty: bool = False) -> SegmentationResult:
     """Segment one scan and write `<stem>_ventricles.nii.gz`, `_volumes.json` and `_volumes.csv`."""
     volume = read_volume(path)
-    labels, report = segment_volume(volume, segmenter)
+    labels, report = segment_volume(volume, segmenter, uncertainty)
     out_dir, stem = Path(out_dir), stem_of(path)
     files = {"labels": out_dir / f"{stem}_ventricles.nii.gz", "json": out_dir / f"{stem}_volumes.json",
              "csv": out_dir / f"{stem}_volumes.csv"}
@@ -156,18 +186,21 @@ def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter) ->
 
 
 def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path, segmenter: Segmenter,
-                   callback: Callback | None = None, cancelled=None, quiet: bool = True) -> int:
+                   callback: Callback | None = None, cancelled=None, quiet: bool = True,
+                   uncertainty: bool = False) -> int:
     """Segment every scan in `folder` into `out_dir`; one CSV row of volumes per scan; returns the count."""
     scans = sorted(p for p in Path(folder).iterdir() if suffix_of(p) in SCAN_SUFFIXES)
     if not scans:
         raise InputError(folder, "no NIfTI, NRRD or MGZ scans")
     buf = _io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], "lateral_asymmetry_percent", "evans_index"])
+    w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], *([f"{k}_sd_ml" for k in REPORT_ROWS] if uncertainty
+                                                              else []), "lateral_asymmetry_percent", "evans_index"])
     for scan in track(scans, len(scans), "segment", callback, cancelled, quiet):
-        r = segment_file(scan, out_dir, segmenter).report
+        r = segment_file(scan, out_dir, segmenter, uncertainty).report
         evans = (r.get("evans") or {}).get("evans_index")
-        w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS],
+        sd = [f"{r['ventricles_sd_ml'][k]:.3f}" for k in REPORT_ROWS] if uncertainty else []
+        w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS], *sd,
                     f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}"])
     write_text(csv_path, buf.getvalue())
     return len(scans)
