@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ventkit.anatomy.corpus import make_labels
-from ventkit.anatomy.grid import GRIDS, Grid
+from ventkit.anatomy.corpus import brain_center, make_labels, resize_scan
+from ventkit.anatomy.grid import GRIDS, Grid, sample_labels
 from ventkit.anatomy.subjects import load_subject
 from ventkit.anatomy.ventricles import SubjectFlows, VentricleFlow
 from ventkit.io import Volume
@@ -80,3 +80,15 @@ def test_cli_resize_writes_labels_image_and_preview(subjects, tmp_path):
     voxel_ml = abs(np.linalg.det(labels.affine[:3, :3])) / 1000
     assert abs(np.isin(labels.array, VENTRICLE_IDS).sum() * voxel_ml - got) < 0.1
     assert (tmp_path / "training_seg_20_preview.png").is_file()
+
+
+def test_resize_scan_moves_intensities_with_the_labels(subject01):
+    """A scan and its labels resized together: the volume is met and the dark ventricles stay dark."""
+    grid = GRIDS["seg2mm"]
+    affine = grid.affine(brain_center(subject01))
+    labels = Volume(to_segmentation(sample_labels(subject01, affine, grid.shape)), affine, "s01")
+    image = labels.with_array(np.where(np.isin(labels.array, VENTRICLE_IDS), 0.1, 0.8).astype(np.float32))
+    big_image, big_labels = resize_scan(image, labels, 120.0)
+    vent = np.isin(big_labels.array, VENTRICLE_IDS)
+    assert vent.sum() * big_labels.voxel_ml == pytest.approx(120.0, rel=0.05)
+    assert big_image.array[vent].mean() < 0.3 and big_image.array[~vent & (big_labels.array > 0)].mean() > 0.6

@@ -16,9 +16,13 @@ from ventkit.cli import main
 from ventkit.errors import InputError, VentkitError
 from ventkit.io import Volume, read_volume, write_volume
 from ventkit.labels import VENTRICLE_IDS
-from ventkit.models import WeightsError
+from ventkit.models import WeightsError, verified_model
 from ventkit.segmentation.predictor import MODEL_FILES, VentricleSegmenter
-from ventkit.segmentation.segment import SYNTHSEG_RECIPE, load_segmenter, model_folder, segment_file
+from ventkit.anatomy.corpus import build_corpus
+from ventkit.segmentation.segment import (SYNTHSEG_RECIPE, check_uncertainty, load_segmenter, model_folder,
+                                         segment_file, uncertainty_of)
+from ventkit.training.segmenter import prepare, use_run_folder
+from ventkit.training.uncertainty import calibrate_uncertainty
 
 
 @pytest.fixture(scope="session")
@@ -335,3 +339,67 @@ def test_new_metrics_reach_both_cards_of_a_shipped_model(tiny_model, tmp_path):
         assert card["metrics"]["holdout"] == {"n": 3, "mae_ml": 2.5} and card["postprocessing"] == "islands removed"
     (model / MODEL_FILES[2]).write_bytes(b"corrupt")
     assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(evaluation)]) == 2
+
+
+def test_uncertainty_reports_an_sd_per_volume(scan, segmenter, tmp_path):
+    result = segment_file(write_volume(scan, tmp_path / "s.nii.gz"), tmp_path / "out", segmenter, uncertainty=True)
+    report = json.loads(result.files["json"].read_text())
+    assert set(report["ventricles_sd_ml"]) == set(report["ventricles_ml"])
+    assert all(v >= 0 for v in report["ventricles_sd_ml"].values())
+    assert report["uncertainty"]["method"].startswith("test-time mirroring")
+    assert not report["uncertainty"]["calibrated"]
+    header = result.files["csv"].read_text().splitlines()[0]
+    assert header == "structure,volume_ml,sd_ml"
+
+
+def test_network_grid_affine_maps_the_cropped_resampled_grid():
+    """A 1 mm RAS scan cropped to voxels x 10-49, y 20-79, z 5-44 (nnU-Net's z, y, x bbox) and resampled to
+    2 mm: the first network voxel's centre lies half a voxel inside the crop, the grid steps 2 mm."""
+    from ventkit.segmentation.predictor import network_grid_affine
+
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = (-100, -120, -80)
+    props = {"bbox_used_for_cropping": [[5, 45], [20, 80], [10, 50]],
+             "shape_after_cropping_and_before_resampling": [40, 60, 40], "spacing": [1.0, 1.0, 1.0]}
+    grid = network_grid_affine(affine, props, (20, 30, 20))
+    assert np.allclose(np.diag(grid)[:3], 2.0)
+    assert np.allclose(grid[:3, 3], affine[:3, 3] + (10.5, 20.5, 5.5))
+    assert np.allclose(grid @ [19, 29, 19, 1], affine @ [48.5, 78.5, 43.5, 1])
+
+
+def test_uncertainty_needs_two_passes_or_more(scan, segmenter):
+    labels, passes = segmenter.segment_with_uncertainty(scan, passes=2)
+    assert len(passes) == 2 and set(passes[0]) >= {"left_lateral", "total"}
+    with pytest.raises(InputError, match="passes"):
+        segmenter.segment_with_uncertainty(scan, passes=1)
+
+
+def test_uncertainty_is_refused_for_a_reference(fake_reference, scan, tmp_path):
+    fake_reference("samseg", (10, 10, 10), {4: (1, 3, 1, 3, 1, 3)})
+    with pytest.raises(InputError, match="no uncertainty"):
+        check_uncertainty(load_segmenter("samseg"))
+
+
+def test_calibration_scales_the_sd_and_signs_the_card(tiny_model, tmp_path):
+    import shutil
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    fitted = calibrate_uncertainty(model, [tiny_model.parent / "Dataset001_Tiny"], max_cases=2, device="cpu")
+    assert fitted["sd_scale"] >= 1.0 and fitted["passes"] == 8
+    card = verified_model(model)  # re-signed: still passes the checksum check
+    assert card["uncertainty"]["sd_scale"] == fitted["sd_scale"]
+    seg = VentricleSegmenter(model, device="cpu")
+    sd, method = uncertainty_of(seg, [{"total": 1.0}, {"total": 3.0}])
+    assert method["calibrated"] and sd["total"] == pytest.approx(fitted["sd_scale"] * np.sqrt(2))
+
+
+def test_training_picks_up_cases_added_to_a_growing_source(tmp_path):
+    data = tmp_path / "Dataset002_Growing"
+    build_corpus(data, 2, "natural", seed=0, grid="mask", quiet=True)
+    (data / "dataset.json").unlink()  # as while a build is still running
+    name = prepare([data], tmp_path / "run", "Growing")
+    pre = use_run_folder(tmp_path / "run")["nnUNet_preprocessed"] / name / "nnUNetPlansVentkit_3d_fullres"
+    assert len(list(pre.glob("*_seg.b2nd"))) == 2
+    build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
+    prepare([data], tmp_path / "run", "Growing")
+    assert len(list(pre.glob("*_seg.b2nd"))) == len(list(pre.glob("*.pkl"))) == 3

@@ -317,10 +317,18 @@ def cmd_evaluate(args) -> None:
     for spec in args.model_dir or []:
         name, _, folder = spec.partition("=")
         segmenters[name] = load_segmenter(name, args.device, folder=folder)
-    rows = run_evaluation(cases, segmenters, cache_dir=Path(args.out) / "cases")
+    rows = run_evaluation(cases, segmenters, cache_dir=Path(args.out) / "cases", uncertainty=args.uncertainty)
     files = write_results(rows, args.out)
     print(files["table"].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in files.values()))
+
+
+def cmd_calibrate_uncertainty(args) -> None:
+    from .training.uncertainty import calibrate_uncertainty
+
+    fitted = calibrate_uncertainty(args.model, args.data, args.cases, args.device)
+    print(f"{args.model}: raw SD {fitted['mean_raw_sd_ml']:.2f} mL covered {100 * fitted['raw_within_2sd']:.0f} % "
+          f"of the errors at ±2 SD (MAE {fitted['mae_ml']:.2f} mL); sd_scale {fitted['sd_scale']} written to its cards")
 
 
 def cmd_train_segment(args) -> None:
@@ -465,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
     ev.add_argument("--priors", help="SynthSeg priors folder (random-contrast cases; default: beside the maps)")
     ev.add_argument("--scale", type=float, default=1.0, help="scale the number of hold-out cases")
+    ev.add_argument("--uncertainty", action="store_true",
+                    help="also give VentSegment's volumes an SD and print how often the truth lies within ±2 SD")
     ev.add_argument("--grid", choices=tuple(GRIDS), default="paper")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -580,6 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics.json of `ventkit evaluate` and/or the --json of bench/real_mri.py")
     m.add_argument("--note", default="", help="how the metrics were measured (e.g. the postprocessing)")
     m.set_defaults(func=cmd_segment_metrics)
+    u = tsub.add_parser("calibrate-uncertainty", help="scale a segmenter's test-time SD to its errors (card field)")
+    u.add_argument("--model", required=True, help="e.g. Resources/Models/ventsegment_augmented")
+    u.add_argument("--data", nargs="+", required=True, help="corpora of training subjects the model did not train on")
+    u.add_argument("--cases", type=int, default=24, help="how many of their cases to segment")
+    u.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    u.set_defaults(func=cmd_calibrate_uncertainty)
     for generator in ("mask", "image"):
         e = tsub.add_parser(f"export-{generator}",
                             help=f"strip and ship the {generator} generator's weights with a model card")

@@ -21,7 +21,7 @@ from .io import read_volume, write_text
 from .preview import pyplot, save_figure
 from .labels import VENTRICLE_IDS
 from .progress import Callback, track
-from .segmentation.segment import Segmenter
+from .segmentation.segment import Segmenter, uncertainty_of
 
 # sub-dataset -> (cases, volumes, contrast)
 HOLDOUT_RECIPE: dict[str, tuple[int, str, str]] = {
@@ -81,17 +81,28 @@ def score_identity(seg: Segmenter, case: dict) -> str:
             + "".join(f" {p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats))
 
 
+def segment_scored(seg: Segmenter, image, truth, uncertainty: bool) -> dict:
+    """`score` of one case; with `uncertainty` (for segmenters that give one) also the SD of the total
+    volume (`sd_ml`, see `segment.uncertainty_of`)."""
+    if uncertainty and hasattr(seg, "segment_with_uncertainty"):
+        pred, passes = seg.segment_with_uncertainty(image)
+        return {**score(pred.array, truth.array, image.voxel_ml), "sd_ml": uncertainty_of(seg, passes)[0]["total"]}
+    return score(seg.segment(image).array, truth.array, image.voxel_ml)
+
+
 def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
-                   cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None) -> list[dict]:
+                   cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None,
+                   uncertainty: bool = False) -> list[dict]:
     """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
     written atomically) and reused on the next call while the model and the case files are the same
-    (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped."""
+    (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped.
+    With `uncertainty`, VentSegment's models give each total volume an SD (`sd_ml`)."""
     rows = []
     for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
         image = truth = None
         for name, seg in segmenters.items():
             cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None
-            identity = score_identity(seg, case)
+            identity = score_identity(seg, case) + (" with uncertainty" if uncertainty else "")
             if cached is not None and cached.is_file():
                 saved = json.loads(cached.read_text())
                 if saved["identity"] == identity:
@@ -99,9 +110,8 @@ def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback
                     continue
             if image is None:
                 image, truth = read_volume(case["image"]), read_volume(case["truth"], labels=True)
-            pred = seg.segment(image)
             row = {"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
-                   **score(pred.array, truth.array, image.voxel_ml)}
+                   **segment_scored(seg, image, truth, uncertainty)}
             if cached is not None:
                 write_text(cached, json.dumps({"identity": identity, "row": row}))
             rows.append(row)
@@ -120,19 +130,33 @@ def summarize(rows: list[dict], by: tuple[str, ...] = ("model",)) -> list[dict]:
                     "mae_sd_ml": float(np.abs(err).std(ddof=1)) if len(r) > 1 else 0.0,
                     "bias_ml": float(err.mean()), "dice": float(d.mean()),
                     "dice_sd": float(d.std(ddof=1)) if len(r) > 1 else 0.0,
-                    "dice_lateral": float(np.mean([x["dice_lateral"] for x in r]))})
+                    "dice_lateral": float(np.mean([x["dice_lateral"] for x in r])),
+                    **calibration(r)})
     return out
+
+
+def calibration(rows: list[dict]) -> dict:
+    """For rows with an SD: the mean SD (mL) and how often the truth lies within ±2 SD of the volume."""
+    sd = np.array([x["sd_ml"] for x in rows if x.get("sd_ml") is not None])
+    if len(sd) < len(rows) or not len(sd):
+        return {}
+    err = np.abs([x["error_ml"] for x in rows])
+    return {"mean_sd_ml": float(sd.mean()), "within_2sd": float((err <= 2 * sd).mean())}
 
 
 def markdown_table(summary: list[dict]) -> str:
     """The paper's table; with a `set` column when the summary is per hold-out set."""
     by_set = "set" in summary[0]
+    sd = any("within_2sd" in s for s in summary)
     lines = ["| model |" + (" hold-out set |" if by_set else "") + " cases | volume MAE ± SD (mL) | bias (mL) | "
-             "Dice ± SD | lateral Dice |", "|---|" + ("---|" if by_set else "") + "---|---|---|---|---|"]
+             "Dice ± SD | lateral Dice |" + (" mean SD (mL) | truth within ±2 SD |" if sd else ""),
+             "|---|" + ("---|" if by_set else "") + "---|---|---|---|---|" + ("---|---|" if sd else "")]
     for s in summary:
         lines.append(f"| {s['model']} |" + (f" {s['set']} |" if by_set else "") +
                      f" {s['n']} | {s['mae_ml']:.2f} ± {s['mae_sd_ml']:.2f} | {s['bias_ml']:+.2f} | "
-                     f"{s['dice']:.3f} ± {s['dice_sd']:.3f} | {s['dice_lateral']:.3f} |")
+                     f"{s['dice']:.3f} ± {s['dice_sd']:.3f} | {s['dice_lateral']:.3f} |" +
+                     ((f" {s['mean_sd_ml']:.2f} | {100 * s['within_2sd']:.0f} % |" if "within_2sd" in s else " | |")
+                      if sd else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -406,10 +406,15 @@ def write_cards(out_dir: Path, card: dict) -> None:
     write_card(out_dir / f"fold_{FOLD}", card, [CHECKPOINT])
 
 
+def update_cards(out_dir: str | Path, fields: dict) -> None:
+    """Set top-level `fields` in a shipped segmenter's two cards; its files are checked first and stay."""
+    out_dir = Path(out_dir)
+    card = {k: v for k, v in verified_model(out_dir).items() if k != "files"}
+    write_cards(out_dir, {**card, **fields})
+
+
 def restate_metrics(out_dir: str | Path, metrics: dict, note: str = "") -> None:
     """Replace the metrics (and with `note`, the postprocessing note) of a shipped segmenter's two cards;
     its files are checked first and stay as they are."""
-    out_dir = Path(out_dir)
-    card = {k: v for k, v in verified_model(out_dir).items() if k != "files"}
-    write_cards(out_dir, {**card, "metrics": {**card.get("metrics", {}), **metrics},
-                          **({"postprocessing": note} if note else {})})
+    card = verified_model(Path(out_dir))
+    update_cards(out_dir, {"metrics": {**card.get("metrics", {}), **metrics}, **({"postprocessing": note} if note else {})})
