@@ -144,3 +144,13 @@ def test_terminated_cli_build_keeps_only_whole_cases(tmp_path, command):
                  for p in (root / folder).glob("*.nii.gz")}
         assert stems == metas, folder
     assert 1 <= len(metas) < 6
+
+
+def test_force_restarts_a_build_made_with_other_settings(tmp_path):
+    out = tmp_path / "Dataset992_Force"
+    build_corpus(out, 1, "natural", seed=1, grid="mask", quiet=True)
+    with pytest.raises(InputError, match="other settings"):
+        build_corpus(out, 1, "natural", seed=2, grid="mask", quiet=True)
+    build_corpus(out, 1, "natural", seed=2, grid="mask", quiet=True, force=True)
+    assert json.loads((out / "build.json").read_text())["seed"] == 2
+    assert [json.loads(m.read_text())["seed"] for m in (out / "meta").glob("*.json")] == [2]

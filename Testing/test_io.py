@@ -88,3 +88,13 @@ def test_freesurfer_mgz_is_read_with_its_affine(tmp_path):
     vol = read_volume(tmp_path / "orig.mgz")
     np.testing.assert_allclose(vol.affine, aff)
     assert np.array_equal(vol.array, arr)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from ventkit.io import UMASK, write_text
+
+    path = write_text(tmp_path / "x.json", "{}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~UMASK

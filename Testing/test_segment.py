@@ -403,3 +403,11 @@ def test_training_picks_up_cases_added_to_a_growing_source(tmp_path):
     build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
     prepare([data], tmp_path / "run", "Growing")
     assert len(list(pre.glob("*_seg.b2nd"))) == len(list(pre.glob("*.pkl"))) == 3
+
+
+def test_output_names_stay_apart_when_stems_collide():
+    from ventkit.segmentation.segment import output_stems
+
+    assert output_stems(["/d/sub-01/mri/orig.mgz", "/d/sub-02/mri/orig.mgz"]) == ["sub-01_mri_orig", "sub-02_mri_orig"]
+    assert output_stems(["/d/a.nii.gz", "/d/b.nii.gz"]) == ["a", "b"]
+    assert len(set(output_stems(["/d/a.nii.gz", "/d/a.nrrd"]))) == 2

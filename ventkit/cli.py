@@ -8,10 +8,12 @@ import json
 import os
 import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError, VentkitError
+from . import arguments as A
+from .errors import InputError, VentkitError, VentkitWarning
 from .progress import check_terminated, clear_termination, request_termination
 
 
@@ -55,13 +57,13 @@ def _print_report(report: dict) -> None:
 
 
 def cmd_segment(args) -> None:
-    from .segmentation.segment import check_uncertainty, load_segmenter, segment_file
+    from .segmentation.segment import check_uncertainty, load_segmenter, output_stems, segment_file
 
     segmenter = load_segmenter(args.model, args.device, folder=args.model_dir, keep_islands=args.keep_islands)
     if args.uncertainty:
         check_uncertainty(segmenter)
-    for image in args.images:
-        result = segment_file(image, args.out, segmenter, args.uncertainty)
+    for image, stem in zip(args.images, output_stems(args.images)):
+        result = segment_file(image, args.out, segmenter, args.uncertainty, stem)
         print(f"{image} ({segmenter.description})")
         _print_report(result.report)
         for warning in result.report["warnings"]:
@@ -147,7 +149,7 @@ def cmd_corpus_build(args) -> None:
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
                            args.labels, args.priors, workers=args.workers, head_texture=args.head_texture,
-                           acquisition=args.acquisition, fov=args.fov)
+                           acquisition=args.acquisition, fov=args.fov, force=args.force)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -401,7 +403,7 @@ def cmd_synth_dataset(args) -> None:
     from .synthesis.dataset import build_synthetic_dataset
 
     synth = _load_synthesizer(args)
-    dataset = build_synthetic_dataset(synth, args.out, args.n, args.volumes, args.seed)
+    dataset = build_synthetic_dataset(synth, args.out, args.n, args.volumes, args.seed, force=args.force)
     print(f"wrote {dataset['numTraining']} cases to {args.out} (cases.csv: requested vs measured mL; volumes.png)")
 
 
@@ -419,6 +421,7 @@ def cmd_synth_image(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .anatomy.grid import GRIDS
+    from .segmentation.segment import MODELS
 
     p = argparse.ArgumentParser(prog="ventkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -432,28 +435,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a synthetic MRI from a label map (SynthSeg-style)")
     r.add_argument("labelmap")
-    r.add_argument("--out", required=True, help="output image (.nii.gz or .nrrd)")
+    r.add_argument("--out", required=True, type=A.output_file, help="output image (.nii.gz or .nrrd)")
     r.add_argument("--contrast", choices=("t1", "random"), default="t1")
-    r.add_argument("--thickness", type=float, default=1.0, help="slice thickness in mm (1-6)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--thickness", type=A.positive, default=1.0, help="slice thickness in mm (1-6)")
+    r.add_argument("--seed", type=A.seed, default=0)
     r.add_argument("--priors", help="folder with SynthSeg generation_labels/classes .npy (random contrast)")
     r.add_argument("--preview", help="also write a PNG preview here")
     r.set_defaults(func=cmd_render)
 
     z = sub.add_parser("resize", help="resize the ventricles of a label map; write labels, T1 and preview")
     z.add_argument("labelmap")
-    z.add_argument("--volume", type=float, required=True, help="target total ventricle volume (mL, 5-300)")
-    z.add_argument("--out", required=True, help="output folder")
+    z.add_argument("--volume", type=A.ventricle_ml, required=True, help="target total ventricle volume (mL, 5-300)")
+    z.add_argument("--out", required=True, type=A.output_folder, help="output folder")
     z.add_argument("--grid", choices=("native", *GRIDS), default="native")
-    z.add_argument("--seed", type=int, default=0)
+    z.add_argument("--seed", type=A.seed, default=0)
     z.set_defaults(func=cmd_resize)
 
     g = sub.add_parser("segment", help="segment the ventricles of scans; write labels and volumes")
-    g.add_argument("images", nargs="+", help="NIfTI, NRRD or FreeSurfer .mgz scans")
-    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("images", nargs="+", type=A.scan, help="NIfTI, NRRD or FreeSurfer .mgz scans, or DICOM folders")
+    g.add_argument("--out", required=True, type=A.output_folder, help="output folder")
     g.add_argument("--model", help="augmented (default; until it is shipped, the best shipped model), real, "
                                     "synthetic, synthseg or samseg")
-    g.add_argument("--model-dir", help="an nnU-Net model folder to use instead of a shipped model")
+    g.add_argument("--model-dir", type=A.model_folder, help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--keep-islands", action="store_true",
                    help="keep every connected component (default: only the largest of each ventricle)")
@@ -465,14 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_install_samseg)
 
     ev = sub.add_parser("evaluate", help="the paper's experiment: every model on the hold-out subjects")
-    ev.add_argument("--holdout", required=True, help="hold-out folder (rendered here first if missing)")
-    ev.add_argument("--out", required=True, help="where the table, per-case CSV and plots go")
-    ev.add_argument("--models", nargs="*", default=["augmented", "real", "synthetic", "synthseg"])
+    ev.add_argument("--holdout", required=True, type=A.output_folder, help="hold-out folder (rendered here first if missing)")
+    ev.add_argument("--out", required=True, type=A.output_folder, help="where the table, per-case CSV and plots go")
+    ev.add_argument("--models", nargs="*", choices=MODELS, default=["augmented", "real", "synthetic", "synthseg"])
     ev.add_argument("--model-dir", action="append", metavar="NAME=FOLDER", help="also evaluate this nnU-Net folder")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
     ev.add_argument("--priors", help="SynthSeg priors folder (random-contrast cases; default: beside the maps)")
-    ev.add_argument("--scale", type=float, default=1.0, help="scale the number of hold-out cases")
+    ev.add_argument("--scale", type=A.positive, default=1.0, help="scale the number of hold-out cases")
     ev.add_argument("--uncertainty", action="store_true",
                     help="also give VentSegment's volumes an SD and print how often the truth lies within ±2 SD")
     ev.add_argument("--grid", choices=tuple(GRIDS), default="paper")
@@ -482,18 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="corpus_command", required=True)
     b = csub.add_parser("build", help="write an nnU-Net v2 raw dataset of rendered, resized label maps")
     b.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
-    b.add_argument("--out", required=True)
-    b.add_argument("--n", type=int, required=True)
-    b.add_argument("--volumes", help="uniform:A:B, a list 15,30,60, or natural "
+    b.add_argument("--out", required=True, type=A.output_folder)
+    b.add_argument("--n", type=A.count, required=True)
+    b.add_argument("--volumes", type=A.volume_spec, help="uniform:A:B, a list 15,30,60, or natural "
                                      "(default: uniform:5:300 for train, uniform:100:300 for holdout)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=A.seed, default=0)
     b.add_argument("--split", choices=("train", "holdout"), default="train")
     b.add_argument("--grid", choices=tuple(GRIDS), default="paper")
     b.add_argument("--contrast", choices=("t1", "random", "mixed", "real"), default="t1",
                    help="rendered T1, SynthSeg's random contrast, either drawn per case (mixed), or each "
                         "subject's own real T1 (a folder written by `corpus label-real`)")
     b.add_argument("--priors", help="SynthSeg priors folder (for --contrast random; default: beside the label maps)")
-    b.add_argument("--workers", type=int, default=1, help="worker processes (one subject at a time each)")
+    b.add_argument("--workers", type=A.count, default=1, help="worker processes (one subject at a time each)")
     b.add_argument("--head-texture", type=float, default=0.0,
                    help="SD of a smooth log-normal field on the extra-cerebral labels' intensities "
                         "(0: one flat intensity per label; VentSegment's textured training sets use 0.7)")
@@ -504,12 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--fov", default="head", help="field of view: head (whole head), stripped (skull-stripped "
                                                  "brain), stripped_csf (with a rim of CSF), defaced, cropped, or "
                                                  "mixed (drawn per case; VentSegment's training sets)")
+    b.add_argument("--force", action="store_true", help="--out was built with other settings: delete its cases first")
     b.set_defaults(func=cmd_corpus_build)
 
     real = csub.add_parser("label-real", help="label real T1s with SAMSEG into a subject folder for --contrast real")
     real.add_argument("images", nargs="*", help="T1 scans (default: the MNI152 template in nilearn and "
                                                "Debian's Colin27, where installed)")
-    real.add_argument("--out", required=True, help="subject folder: <name>.nii.gz labels, images/<name>.nii.gz")
+    real.add_argument("--out", required=True, type=A.output_folder, help="subject folder: <name>.nii.gz labels, images/<name>.nii.gz")
     real.set_defaults(func=cmd_corpus_label_real)
 
     t = sub.add_parser("train", help="resumable, time-budgeted training of the models")
@@ -523,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
             "decoder": "decoder further, encoder and diffusion model frozen (export-image --decoder-run)"}[stage])
         a.add_argument("--data", nargs="+", required=True,
                        help="corpus folders (ventkit corpus build) and/or .npz files of `train pack`")
-        a.add_argument("--run", required=True, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
+        a.add_argument("--run", required=True, type=A.output_folder, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
         if stage == "decoder":
@@ -532,50 +536,50 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--latent-noise", type=float, help="largest SD of Gaussian noise added to the latents "
                            "(robustness to drawn ones; default 0.5)")
         if name in ("image-ldm", "image-decoder"):
-            a.add_argument("--appearance-variants", type=int, help="acquisitions of each training image (random "
+            a.add_argument("--appearance-variants", type=A.count, help="acquisitions of each training image (random "
                            "bias field and gamma), so that seeds draw different T1s for one map (default 4)")
-        a.add_argument("--steps", type=int, default=10000)
-        a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
-        a.add_argument("--checkpoint-minutes", type=float, default=5.0)
-        a.add_argument("--preview-every", type=int, default=500)
-        a.add_argument("--batch", type=int, help=f"batch size (default {batch})")
-        a.add_argument("--lr", type=float, help="learning rate (default: the stage's own)")
+        a.add_argument("--steps", type=A.count, default=10000)
+        a.add_argument("--minutes", type=A.positive, default=60.0, help="time budget of this call")
+        a.add_argument("--checkpoint-minutes", type=A.positive, default=5.0)
+        a.add_argument("--preview-every", type=A.count, default=500)
+        a.add_argument("--batch", type=A.count, help=f"batch size (default {batch})")
+        a.add_argument("--lr", type=A.positive, help="learning rate (default: the stage's own)")
         a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         a.set_defaults(func=func)
     k = tsub.add_parser("pack", help="pack corpus folders for the generators into one .npz (for --data)")
     k.add_argument("--data", nargs="+", required=True, help="corpus folders and/or earlier packs")
-    k.add_argument("--out", required=True, help="FILE.npz; pass it as --data of the generator stages")
+    k.add_argument("--out", required=True, type=A.output_file, help="FILE.npz; pass it as --data of the generator stages")
     k.add_argument("--images", action="store_true", help="with the images (for the image generator)")
     k.set_defaults(func=cmd_train_pack)
     k = tsub.add_parser("slim", help="a run's checkpoint in fp16 without optimizer state (to carry back from a GPU)")
-    k.add_argument("--run", required=True)
-    k.add_argument("--out", required=True, help="FILE.pt; put it as RUN/checkpoint.pt to resume from it")
+    k.add_argument("--run", required=True, type=A.output_folder)
+    k.add_argument("--out", required=True, type=A.output_file, help="FILE.pt; put it as RUN/checkpoint.pt to resume from it")
     k.set_defaults(func=cmd_train_slim)
     a = tsub.add_parser("generators", help="all five generator stages in order in one time budget "
                                            "(resumable; the entry point for a lent GPU)")
     a.add_argument("--data", nargs="+", required=True, help="corpus folders or packs for the mask generator")
     a.add_argument("--image-data", nargs="*", help="corpus folders or packs with images for the image generator "
                                                    "(without: the mask stages only)")
-    a.add_argument("--runs", required=True, help="folder of the five run folders (mask_ae, mask_ldm, ...)")
-    a.add_argument("--minutes", type=float, default=60.0, help="time budget of this call, all stages")
-    a.add_argument("--steps", type=int, nargs=5, default=(12000, 20000, 10000, 20000, 4000), metavar="N",
+    a.add_argument("--runs", required=True, type=A.output_folder, help="folder of the five run folders (mask_ae, mask_ldm, ...)")
+    a.add_argument("--minutes", type=A.positive, default=60.0, help="time budget of this call, all stages")
+    a.add_argument("--steps", type=A.count, nargs=5, default=(12000, 20000, 10000, 20000, 4000), metavar="N",
                    help="step targets of mask_ae, mask_ldm, image_ae, image_ldm, image_decoder")
-    a.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    a.add_argument("--checkpoint-minutes", type=A.positive, default=5.0)
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     a.set_defaults(func=cmd_train_generators)
     g = tsub.add_parser("segment", help="train a VentSegment nnU-Net (nnU-Net v2 planner/trainer, CPU-sized)")
     g.add_argument("--data", nargs="+", required=True, help="nnU-Net raw datasets to train on (merged)")
-    g.add_argument("--run", required=True, help="run folder holding nnU-Net's raw/preprocessed/results; resumed")
+    g.add_argument("--run", required=True, type=A.output_folder, help="run folder holding nnU-Net's raw/preprocessed/results; resumed")
     g.add_argument("--name", required=True, help="dataset name, e.g. VentReal")
-    g.add_argument("--minutes", type=float, default=60.0, help="time budget of this call")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--iterations", type=int, default=50, help="iterations per epoch")
+    g.add_argument("--minutes", type=A.positive, default=60.0, help="time budget of this call")
+    g.add_argument("--epochs", type=A.count, default=100)
+    g.add_argument("--iterations", type=A.count, default=50, help="iterations per epoch")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--init-from", help="nnU-Net checkpoint to start a new run from (output layers excluded)")
     g.set_defaults(func=cmd_train_segment)
     x = tsub.add_parser("export-segment", help="strip and ship a trained segmenter with a model card")
-    x.add_argument("--run", required=True)
-    x.add_argument("--out", required=True, help="e.g. Resources/Models/ventsegment_augmented")
+    x.add_argument("--run", required=True, type=A.output_folder)
+    x.add_argument("--out", required=True, type=A.output_folder, help="e.g. Resources/Models/ventsegment_augmented")
     x.add_argument("--name", required=True)
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
     x.add_argument("--limitations", default="", help="what the model does not do well, for the model card")
@@ -593,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = tsub.add_parser("calibrate-uncertainty", help="scale a segmenter's test-time SD to its errors (card field)")
     u.add_argument("--model", required=True, help="e.g. Resources/Models/ventsegment_augmented")
     u.add_argument("--data", nargs="+", required=True, help="corpora of training subjects the model did not train on")
-    u.add_argument("--cases", type=int, default=24, help="how many of their cases to segment")
+    u.add_argument("--cases", type=A.count, default=24, help="how many of their cases to segment")
     u.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     u.set_defaults(func=cmd_calibrate_uncertainty)
     for generator in ("mask", "image"):
@@ -601,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"strip and ship the {generator} generator's weights with a model card")
         e.add_argument("--ae-run")
         e.add_argument("--ldm-run")
-        e.add_argument("--out", required=True, help=f"e.g. Resources/Models/{generator}_generator")
+        e.add_argument("--out", required=True, type=A.output_folder, help=f"e.g. Resources/Models/{generator}_generator")
         e.add_argument("--data-note", default="", help="what the models were trained on, for the model card")
         e.add_argument("--metrics", nargs="*", help=f"--json of bench/{BENCHES[generator]}: "
                                                     "its entries go into the card")
@@ -612,10 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = tsub.add_parser("calibrate-mask", help="fit the exported mask generator's volume calibration curve")
     c.add_argument("--model", required=True, help="exported mask generator folder")
-    c.add_argument("--seeds", type=int, default=8, help="maps per conditioning volume")
-    c.add_argument("--points", type=int, default=8, help="conditioning volumes, log-spaced over the trained range")
-    c.add_argument("--guidance", type=float, default=3.0)
-    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--seeds", type=A.count, default=8, help="maps per conditioning volume")
+    c.add_argument("--points", type=A.count, default=8, help="conditioning volumes, log-spaced over the trained range")
+    c.add_argument("--guidance", type=A.positive, default=3.0)
+    c.add_argument("--steps", type=A.count, default=50)
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     c.add_argument("--data", nargs="*", help="corpus folders the model was trained on: also fit the label offsets "
                                              "(else the present ones are kept)")
@@ -624,33 +628,34 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="synthesize with the shipped generators")
     ssub = s.add_subparsers(dest="synth_command", required=True)
     m = ssub.add_parser("mask", help="whole-brain label maps for a requested ventricle volume")
-    m.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL")
-    m.add_argument("--n", type=int, default=1)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--guidance", type=float, default=3.0)
-    m.add_argument("--steps", type=int, default=50)
+    m.add_argument("--volume", type=A.ventricle_ml, required=True, help="total ventricle volume in mL")
+    m.add_argument("--n", type=A.count, default=1)
+    m.add_argument("--seed", type=A.seed, default=0)
+    m.add_argument("--guidance", type=A.positive, default=3.0)
+    m.add_argument("--steps", type=A.count, default=50)
     m.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     m.add_argument("--model", help="model folder (default: Resources/Models/mask_generator)")
-    m.add_argument("--out", required=True)
+    m.add_argument("--out", required=True, type=A.output_folder)
     m.set_defaults(func=cmd_synth_mask)
     im = ssub.add_parser("image", help="a T1 drawn for a given label map (on its grid and affine)")
     im.add_argument("labelmap")
-    im.add_argument("--out", required=True, help="output image (.nii.gz or .nrrd)")
-    im.add_argument("--seed", type=int, default=0)
-    im.add_argument("--steps", type=int, default=50)
+    im.add_argument("--out", required=True, type=A.output_file, help="output image (.nii.gz or .nrrd)")
+    im.add_argument("--seed", type=A.seed, default=0)
+    im.add_argument("--steps", type=A.count, default=50)
     im.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     im.add_argument("--model", help="model folder (default: Resources/Models/image_generator)")
     im.add_argument("--preview", help="also write a PNG preview here")
     im.set_defaults(func=cmd_synth_image)
     q = ssub.add_parser("pair", help="T1 + 33-label map pairs for a requested ventricle volume")
-    q.add_argument("--volume", type=float, required=True, help="total ventricle volume in mL (5-300)")
-    q.add_argument("--n", type=int, default=1)
+    q.add_argument("--volume", type=A.ventricle_ml, required=True, help="total ventricle volume in mL (5-300)")
+    q.add_argument("--n", type=A.count, default=1)
     _synthesizer_options(q)
     q.set_defaults(func=cmd_synth_pair)
     d = ssub.add_parser("dataset", help="an nnU-Net v2 raw dataset of synthesized pairs (VentSegment training)")
-    d.add_argument("--n", type=int, required=True)
-    d.add_argument("--volumes", default="uniform:5:300", help="uniform:A:B or a list 15,30,60 (mL)")
+    d.add_argument("--n", type=A.count, required=True)
+    d.add_argument("--volumes", type=A.volume_spec, default="uniform:5:300", help="uniform:A:B or a list 15,30,60 (mL)")
     _synthesizer_options(d)
+    d.add_argument("--force", action="store_true", help="--out was built with other settings: delete its cases first")
     d.set_defaults(func=cmd_synth_dataset)
     return p
 
@@ -658,22 +663,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _synthesizer_options(q: argparse.ArgumentParser) -> None:
     from .anatomy.grid import GRIDS
 
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=A.seed, default=0)
     q.add_argument("--backend", choices=("auto", "diffusion", "anatomy"), default="auto",
                    help="auto: the diffusion generators when shipped, else anatomy")
-    q.add_argument("--guidance", type=float, default=3.0, help="diffusion: classifier-free guidance scale")
-    q.add_argument("--steps", type=int, default=50, help="diffusion: DDIM steps")
+    q.add_argument("--guidance", type=A.positive, default=3.0, help="diffusion: classifier-free guidance scale")
+    q.add_argument("--steps", type=A.count, default=50, help="diffusion: DDIM steps")
     q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="diffusion: device")
     q.add_argument("--labels", help="anatomy: folder of real label maps (default: $VENTKIT_DATA or ../shared)")
     q.add_argument("--grid", choices=tuple(GRIDS), default="paper", help="anatomy: output grid")
-    q.add_argument("--spacing", type=float, help="diffusion: voxel size (mm) of the output, finer than the "
+    q.add_argument("--spacing", type=A.positive, help="diffusion: voxel size (mm) of the output, finer than the "
                                                   "model grid (label scores interpolated before the argmax)")
     q.add_argument("--contrast", choices=("t1", "random", "mixed"), default="t1",
                    help="rendered images: T1, SynthSeg's random contrast, or either per pair")
-    q.add_argument("--thickness", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
+    q.add_argument("--thickness", type=A.positive, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
                    help="rendered images: slice thickness range in mm (e.g. 1 6 for training sets)")
     q.add_argument("--priors", help="SynthSeg priors folder (random contrast; default: beside the label maps)")
-    q.add_argument("--out", required=True)
+    q.add_argument("--out", required=True, type=A.output_folder)
 
 
 def _load_synthesizer(args):
@@ -721,11 +726,31 @@ def _terminate_as_interrupt():
         clear_termination()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """ventkit's own warnings as one line each ("ventkit: warning: ..."); others as Python shows them."""
+    if issubclass(category, VentkitWarning):
+        print(f"ventkit: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit status (2: bad arguments or input, 130: interrupted)."""
+    warnings.showwarning = _show_warning
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the bad argument
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with _terminate_as_interrupt():
             args.func(args)
+            sys.stdout.flush()
+    except BrokenPipeError:  # `ventkit volumes --json | head -1`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except VentkitError as exc:
         print(f"ventkit: error: {exc}", file=sys.stderr)
         return 2

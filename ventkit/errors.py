@@ -16,3 +16,7 @@ class InputError(VentkitError, ValueError):
 
 class CancelledError(VentkitError):
     """A long operation was cancelled by its caller."""
+
+
+class VentkitWarning(UserWarning):
+    """Something about an input or a result that the user should know (reports carry these)."""

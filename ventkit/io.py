@@ -8,20 +8,24 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, VentkitWarning
 from .labels import unknown_labels
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
 MGH_SUFFIXES = (".mgz", ".mgh")  # FreeSurfer, read only
 SPACING_RANGE_MM = (0.05, 20.0)
+MAX_VOXELS = 512 ** 3  # larger scans are refused before their data are read (memory)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 @dataclass(frozen=True)
@@ -94,31 +98,91 @@ def validate(volume: Volume, *, labels: bool = False) -> Volume:
     return Volume(a, aff, src)
 
 
+class HeaderWarning(VentkitWarning):
+    """A header whose orientation cannot be fully trusted (missing or sheared)."""
+
+
+def check_size(path: Path, shape) -> None:
+    if int(np.prod(shape)) > MAX_VOXELS:
+        raise InputError(path, f"{' x '.join(map(str, shape))} voxels is more than this tool can hold in memory "
+                               f"(at most {MAX_VOXELS:,} voxels, 512^3): resample the scan first")
+
+
+def check_orientation(affine: np.ndarray, source: str, has_orientation: bool = True) -> None:
+    """Warn (HeaderWarning) about a header without orientation or with a sheared affine: left and right,
+    and the voxel size, may then be wrong."""
+    if not has_orientation:
+        warnings.warn(HeaderWarning(f"{source}: the header holds no orientation (qform and sform codes 0): "
+                                    "left/right and the voxel size are guesses"), stacklevel=3)
+    axes = affine[:3, :3] / np.sqrt((affine[:3, :3] ** 2).sum(0))
+    off = np.abs(axes.T @ axes - np.eye(3)).max()
+    if off > 1e-3:
+        warnings.warn(HeaderWarning(f"{source}: the affine is sheared (voxel axes {np.degrees(np.arcsin(min(off, 1))):.1f}"
+                                    " degrees from perpendicular): volumes are right, orientation is approximate"),
+                      stacklevel=3)
+
+
 def _read_nibabel(path: Path) -> Volume:
     img = nib.load(str(path))
+    check_size(path, img.shape[:3])
+    unoriented = isinstance(img, nib.Nifti1Image) and int(img.header["qform_code"]) == int(img.header["sform_code"]) == 0
+    check_orientation(img.affine, str(path), not unoriented)
     return Volume(np.asanyarray(img.dataobj), img.affine, str(path))
 
 
 def _read_nrrd(path: Path) -> Volume:
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(path))
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    info.ReadImageInformation()
+    check_size(path, info.GetSize())
+    return _from_sitk(sitk.ReadImage(str(path)), str(path))
+
+
+def _read_dicom(folder: Path) -> Volume:
+    """The one DICOM series in `folder` (SimpleITK's GDCM reader)."""
+    import SimpleITK as sitk
+
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(folder, "folder holds no DICOM series (give a NIfTI, NRRD or MGZ file, or a folder of "
+                                 "DICOM files)")
+    if len(series) > 1:
+        raise InputError(folder, f"folder holds {len(series)} DICOM series: give a folder with one series (or "
+                                 "convert them with dcm2niix)")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return _from_sitk(reader.Execute(), str(folder))
+
+
+def _from_sitk(img, source: str) -> Volume:
+    """A SimpleITK image (LPS) as a RAS Volume."""
+    import SimpleITK as sitk
+
     arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # sitk arrays are z, y, x
     direction = np.array(img.GetDirection()).reshape(3, 3)
     aff = np.eye(4)
     aff[:3, :3] = direction * np.array(img.GetSpacing())[None, :]
     aff[:3, 3] = img.GetOrigin()
-    return Volume(arr, LPS_TO_RAS @ aff, str(path))
+    check_orientation(aff, source)
+    return Volume(arr, LPS_TO_RAS @ aff, source)
 
 
 def read_volume(path: str | os.PathLike, *, labels: bool = False) -> Volume:
-    """Read a NIfTI or NRRD image (or label map when `labels`) and validate it."""
+    """Read a NIfTI, NRRD or MGZ image, or a folder of one DICOM series (or a label map when `labels`), and
+    validate it. A header without orientation or with shear gives a HeaderWarning."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "file not found")
     suf = suffix_of(path)
     try:
-        if suf in NIFTI_SUFFIXES + MGH_SUFFIXES:
+        if path.is_dir():
+            vol = _read_dicom(path)
+        elif suf == ".dcm":
+            raise InputError(path, "a single DICOM file: give the folder that holds its whole series")
+        elif suf in NIFTI_SUFFIXES + MGH_SUFFIXES:
             vol = _read_nibabel(path)
         elif suf in NRRD_SUFFIXES:
             vol = _read_nrrd(path)
@@ -162,6 +226,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # as a plain open() would have made it (mkstemp makes 0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

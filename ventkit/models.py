@@ -39,7 +39,13 @@ def read_card(folder: str | Path) -> dict:
     card = Path(folder) / "model_card.json"
     if not card.is_file():
         raise WeightsError(f"{card}: model card not found")
-    return json.loads(card.read_text())
+    try:
+        found = json.loads(card.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{card}: not a readable model card ({exc})") from exc
+    if not isinstance(found, dict):
+        raise WeightsError(f"{card}: not a model card (a JSON object is expected)")
+    return found
 
 
 def card_markdown(card: dict) -> str:

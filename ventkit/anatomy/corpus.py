@@ -60,7 +60,9 @@ def parse_volumes(spec: str) -> VolumeSampler:
             sampler = lambda rng: float(rng.choice(values))  # noqa: E731
     except ValueError as exc:
         raise InputError("--volumes", f"cannot parse '{spec}' (use uniform:5:300, 15,30,60 or natural)") from exc
-    if min(values) < MIN_ML or max(values) > MAX_ML:
+    if spec.startswith("uniform:") and not values[0] < values[1]:
+        raise InputError("--volumes", f"'{spec}': the range must run from low to high")
+    if not np.isfinite(values).all() or min(values) < MIN_ML or max(values) > MAX_ML:
         raise InputError("--volumes", f"volumes must lie in {MIN_ML:g}-{MAX_ML:g} mL, got '{spec}'")
     return sampler
 
@@ -213,7 +215,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
                  callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1,
-                 head_texture: float = 0.0, acquisition: str | None = None, fov: str = "head") -> dict:
+                 head_texture: float = 0.0, acquisition: str | None = None, fov: str = "head",
+                 force: bool = False) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
@@ -222,7 +225,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     see `RenderSpec` (rendered contrasts only). `acquisition`: a key of `ACQUISITIONS` or "mixed" (drawn
     per case); by default "clean" for the real contrast, "varied" for rendered ones. `contrast` "mixed"
     draws t1 or random per case. `fov`: one of `fov.FOVS` (whole head, skull-stripped, defaced,
-    cropped) or "mixed" (drawn per case with `fov.MIXED_WEIGHTS`).
+    cropped) or "mixed" (drawn per case with `fov.MIXED_WEIGHTS`). A folder built with other settings is
+    refused unless `force` (see `NnUNetDatasetWriter.claim`).
     """
     if grid not in GRIDS:
         raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -257,6 +261,8 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
                     if contrast in ("random", "mixed") else None, head_texture, acquisition, fov)
     writer = NnUNetDatasetWriter(out_dir, job.description)
+    writer.claim({"split": split, "seed": seed, "volumes": volumes, "grid": grid, "contrast": contrast,
+                  "head_texture": head_texture, "acquisition": acquisition, "fov": fov, "subjects": names}, force)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]
     try:

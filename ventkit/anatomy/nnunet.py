@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import Volume, write_text, write_volume
 from ..labels import NNUNET_CLASS_NAMES, NNUNET_VENTRICLE_CLASSES
 
@@ -35,6 +36,28 @@ class NnUNetDatasetWriter:
         self.description = description
         self.full_labels = full_labels
         (self.root / "meta").mkdir(parents=True, exist_ok=True)
+
+    def claim(self, settings: dict, force: bool = False) -> None:
+        """Record the build's `settings` (`build.json`); a folder built with other settings is refused, so
+        that a resumed build never mixes cases of two recipes, unless `force`, which deletes its cases first."""
+        record = self.root / "build.json"
+        settings = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
+        if record.is_file():
+            before = json.loads(record.read_text())
+            if before != settings:
+                changed = ", ".join(f"{k} {before.get(k)!r} -> {settings.get(k)!r}"
+                                    for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k))
+                if not force:
+                    raise InputError(self.root, f"was built with other settings ({changed}): resume with the same "
+                                                "ones, choose a new --out, or pass --force to delete its cases "
+                                                "and start again")
+                for folder in ("meta", "imagesTr", "labelsTr", "labelsFullTr", "imagesTs", "labelsTs",
+                               "labelsFullTs"):
+                    for f in (self.root / folder).glob("*"):
+                        f.unlink()
+                for f in ("dataset.json", "cases.csv"):
+                    (self.root / f).unlink(missing_ok=True)
+        write_text(record, json.dumps(settings, indent=1))
 
     def _paths(self, case_id: str, test: bool) -> dict[str, Path]:
         s = "Ts" if test else "Tr"

@@ -11,19 +11,23 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import InputError, VentkitError
+from ..errors import InputError, VentkitError, VentkitWarning
+from ..labels import unknown_labels
 from ..io import MGH_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES, Volume, read_volume, stem_of, suffix_of, write_text, \
     write_volume
 from ..models import models_dir
 from ..progress import Callback, track
 from ..volumetry import volume_report
-from .sides import SidesWarning
 
 SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
 MODELS = (*NNUNET_MODELS, "synthseg", "samseg")
 SYNTHSEG_RECIPE = "synthseg_recipe"
 BRAIN_FOV_MM = (80.0, 600.0)  # each side of a scan that can hold a whole brain
+MAX_IN_PLANE_MM = 3.5  # the two finer voxel sides of a scan the models can read
+MAX_SLICE_MM = 10.0  # its coarsest voxel side (thick slices)
+MAX_INTENSITY = 1e30  # beyond this, float32 normalisation overflows
+LABEL_MAP_VALUES = 64  # an "image" with at most this many distinct values, all FreeSurfer labels, is a label map
 REPORT_ROWS = ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral", "third",
                "fourth", "total")
 
@@ -124,6 +128,25 @@ def check_brain_field_of_view(volume: Volume) -> None:
                                         f"whole-brain scan (each side must be {lo:g}-{hi:g} mm)")
 
 
+def check_scan(volume: Volume) -> None:
+    """Refuse what cannot be a brain MRI for these models, each with its reason: a field of view that
+    cannot hold a brain, voxels too coarse to show the ventricles, intensities that overflow, a label map."""
+    check_brain_field_of_view(volume)
+    fine, middle, coarse = np.sort(volume.spacing)
+    if middle > MAX_IN_PLANE_MM or coarse > MAX_SLICE_MM:
+        raise InputError(volume.source, f"voxels of {np.round(volume.spacing, 2).tolist()} mm are too coarse to "
+                                        f"measure ventricles (at most {MAX_IN_PLANE_MM:g} mm in-plane and "
+                                        f"{MAX_SLICE_MM:g} mm slices)")
+    top = float(np.abs(volume.array).max())
+    if top > MAX_INTENSITY:
+        raise InputError(volume.source, f"intensities reach {top:.3g}: beyond what the normalisation can handle "
+                                        "(a corrupt file, or rescale the image)")
+    sample = np.unique(volume.array[::3, ::3, ::3])
+    if len(sample) <= LABEL_MAP_VALUES and np.array_equal(sample, np.round(sample)) and not unknown_labels(sample):
+        raise InputError(volume.source, f"this is a label map ({len(sample)} distinct FreeSurfer label values), "
+                                        "not an MRI: give the scan itself")
+
+
 def check_uncertainty(segmenter: Segmenter) -> None:
     """Refuse `--uncertainty` for a segmenter that cannot give one (the installed references)."""
     if not hasattr(segmenter, "segment_with_uncertainty"):
@@ -147,11 +170,11 @@ def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = Fal
     """Segment `volume`; the report carries the volumes and every warning raised on the way (uncertain
     sides among them). With `uncertainty`, each volume also gets an SD (`ventricles_sd_ml`, see
     `uncertainty_of`)."""
-    check_brain_field_of_view(volume)
+    check_scan(volume)
     if uncertainty:
         check_uncertainty(segmenter)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SidesWarning)
+        warnings.simplefilter("always", VentkitWarning)
         if uncertainty:
             labels, passes = segmenter.segment_with_uncertainty(volume)
         else:
@@ -163,19 +186,38 @@ def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = Fal
     report["model"] = segmenter.description
     if uncertainty:
         report["ventricles_sd_ml"], report["uncertainty"] = uncertainty_of(segmenter, passes)
-    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SidesWarning)]
+    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)]
     if report["ventricles_total_ml"] == 0:
-        report["warnings"].append("no ventricles found: is this a brain MRI, and is it a contrast the model "
-                                  "knows (T1-weighted)?")
+        raise VentkitError(f"{volume.source}: {segmenter.description} found no ventricles, which every brain has: "
+                           "not a brain MRI, a contrast or field of view the model cannot read, or damaged "
+                           "weights; nothing was written")
     return labels, report
 
 
+def output_stems(paths: list[str | Path]) -> list[str]:
+    """An output name per scan: its file name's stem, or where stems collide (`*/mri/orig.mgz`), the stem
+    with as many parent folders as make it unique (`sub-01_mri_orig`), or its whole name (`a.nii.gz` beside
+    `a.nrrd`: `a_nii_gz`, `a_nrrd`)."""
+    paths = [Path(p).absolute() for p in paths]
+    if len(set(paths)) < len(paths):
+        raise InputError(", ".join(map(str, paths)), "the same scan is given twice")
+    for depth in range(max(len(p.parts) for p in paths)):
+        stems = ["_".join([*p.parent.parts[len(p.parent.parts) - depth:], stem_of(p)]) for p in paths]
+        if len(set(stems)) == len(stems):
+            return stems
+    return ["_".join([*p.parent.parts[1:], p.name.replace(".", "_")]) for p in paths]
+
+
 def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter,
-                 uncertainty: bool = False) -> SegmentationResult:
-    """Segment one scan and write `<stem>_ventricles.nii.gz`, `_volumes.json` and `_volumes.csv`."""
-    volume = read_volume(path)
+                 uncertainty: bool = False, stem: str | None = None) -> SegmentationResult:
+    """Segment one scan and write `<stem>_ventricles.nii.gz`, `_volumes.json` and `_volumes.csv` (stem: the
+    file's, by default); warnings about the file's header join the report's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VentkitWarning)
+        volume = read_volume(path)
     labels, report = segment_volume(volume, segmenter, uncertainty)
-    out_dir, stem = Path(out_dir), stem_of(path)
+    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)] + report["warnings"]
+    out_dir, stem = Path(out_dir), stem or stem_of(path)
     files = {"labels": out_dir / f"{stem}_ventricles.nii.gz", "json": out_dir / f"{stem}_volumes.json",
              "csv": out_dir / f"{stem}_volumes.csv"}
     # everything is computed before the first write; each write is atomic
@@ -196,8 +238,8 @@ def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path
     w = csv.writer(buf)
     w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], *([f"{k}_sd_ml" for k in REPORT_ROWS] if uncertainty
                                                               else []), "lateral_asymmetry_percent", "evans_index"])
-    for scan in track(scans, len(scans), "segment", callback, cancelled, quiet):
-        r = segment_file(scan, out_dir, segmenter, uncertainty).report
+    for scan, stem in track(list(zip(scans, output_stems(scans))), len(scans), "segment", callback, cancelled, quiet):
+        r = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
         evans = (r.get("evans") or {}).get("evans_index")
         sd = [f"{r['ventricles_sd_ml'][k]:.3f}" for k in REPORT_ROWS] if uncertainty else []
         w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS], *sd,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, optimize
 
+from ..errors import VentkitWarning
+
 # side-agnostic class -> (left, right) FreeSurfer ids; single-sided classes -> their id
 PAIRED = {1: (4, 43), 2: (5, 44)}
 MIDLINE = {3: 14, 4: 15}
@@ -33,7 +35,7 @@ MAX_THIRD_OFFSET_MM = 6.0  # the 3rd ventricle's centre may lie this far from th
 MIN_LATERAL_SHARE = 0.15  # each side holds at least this share of the lateral ventricles' volume
 
 
-class SidesWarning(UserWarning):
+class SidesWarning(VentkitWarning):
     """Left and right could not be placed with confidence; the report carries this warning."""
 
 

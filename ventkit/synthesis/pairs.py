@@ -56,6 +56,9 @@ class Appearance:
             raise InputError("--thickness", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
         acquisition_spec(self.acquisition)
 
+    def settings(self) -> dict:
+        return {"contrast": self.contrast, "thickness_mm": list(self.thickness_mm), "acquisition": self.acquisition}
+
     def spec(self, rng: np.random.Generator) -> RenderSpec:
         contrast = self.contrast if self.contrast != "mixed" else ("t1", "random")[int(rng.integers(2))]
         return replace(acquisition_spec(self.acquisition), contrast=contrast, thickness_mm=self.thickness_mm)
@@ -77,6 +80,10 @@ class AnatomySynthesizer:
         if not self.subjects:
             raise InputError(label_dir or "label maps", "no training subjects (all are hold-out)")
         self.grid, self.appearance = grid, appearance
+
+    def settings(self) -> dict:
+        """What decides its pairs besides the seed (a dataset build records it)."""
+        return {"backend": self.name, "subjects": self.subjects, "grid": self.grid, **self.appearance.settings()}
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
@@ -119,6 +126,11 @@ class DiffusionSynthesizer:
             "an image rendered SynthSeg-style from the generated map " +
             ("(a randomized appearance was asked for)" if appearance != Appearance() else
              "(the image generator is not shipped)"))
+
+    def settings(self) -> dict:
+        """What decides its pairs besides the seed (a dataset build records it)."""
+        return {"backend": self.name, "description": self.description, "guidance": self.guidance,
+                "steps": self.steps, "spacing_mm": self.spacing_mm, **self.appearance.settings()}
 
     def sample(self, volume_ml: float, seed: int = 0, index: int = 0) -> Pair:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
