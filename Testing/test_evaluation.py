@@ -105,3 +105,20 @@ def test_evaluate_names_the_synthseg_recipe_when_synthseg_is_not_installed(tiny_
                  "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "mri_synthseg not found" in printed and "| synthseg_recipe | 3 |" in printed
+
+
+def test_calibration_counts_the_truth_within_two_sd():
+    rows = [{"model": "a", "set": "x", "error_ml": e, "dice": 0.9, "dice_lateral": 0.9, "sd_ml": sd}
+            for e, sd in ((1.0, 1.0), (-3.0, 1.0), (2.0, 1.0), (-0.5, 2.0))]
+    s = summarize(rows)[0]
+    assert s["within_2sd"] == 0.75 and s["mean_sd_ml"] == 1.25
+    assert "| 1.25 | 75 % |" in markdown_table([s])
+    assert "within_2sd" not in summarize([{**r, "sd_ml": None} for r in rows])[0]
+
+
+def test_evaluate_refuses_unknown_models_before_rendering_anything(tmp_path, capsys):
+    holdout = tmp_path / "holdout"
+    assert main(["evaluate", "--holdout", str(holdout), "--out", str(tmp_path / "e"), "--models", "real",
+                 "--uncertainty", "augmented"]) == 2
+    assert "not among the evaluated models" in capsys.readouterr().err
+    assert not holdout.exists() or not any(holdout.rglob("*.nii.gz"))

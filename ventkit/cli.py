@@ -308,18 +308,22 @@ def cmd_evaluate(args) -> None:
     from .segmentation.references import InstalledSynthSeg
     from .segmentation.segment import SYNTHSEG_RECIPE, load_segmenter
 
-    folders = build_holdout(args.holdout, label_dir=args.labels, priors_dir=args.priors, scale=args.scale,
-                            grid=args.grid)
-    cases = holdout_cases(folders)
-    print(f"hold-out: {len(cases)} cases in {', '.join(HOLDOUT_RECIPE)} under {args.holdout}")
-    segmenters = {}
+    segmenters = {}  # every model is loaded (and refused) before the hold-out is rendered
     for m in args.models:  # `synthseg` is SynthSeg itself when installed, else the recipe baseline: say which
         seg = load_segmenter(m, args.device)
         segmenters[SYNTHSEG_RECIPE if m == "synthseg" and not isinstance(seg, InstalledSynthSeg) else m] = seg
     for spec in args.model_dir or []:
         name, _, folder = spec.partition("=")
         segmenters[name] = load_segmenter(name, args.device, folder=folder)
-    rows = run_evaluation(cases, segmenters, cache_dir=Path(args.out) / "cases", uncertainty=args.uncertainty)
+    uncertain = tuple(segmenters) if args.uncertainty == [] else tuple(args.uncertainty or ())
+    if set(uncertain) - set(segmenters):
+        raise InputError("--uncertainty", f"{', '.join(sorted(set(uncertain) - set(segmenters)))} is not among the "
+                                          f"evaluated models ({', '.join(segmenters)})")
+    folders = build_holdout(args.holdout, label_dir=args.labels, priors_dir=args.priors, scale=args.scale,
+                            grid=args.grid)
+    cases = holdout_cases(folders)
+    print(f"hold-out: {len(cases)} cases in {', '.join(HOLDOUT_RECIPE)} under {args.holdout}")
+    rows = run_evaluation(cases, segmenters, cache_dir=Path(args.out) / "cases", uncertainty=uncertain)
     files = write_results(rows, args.out)
     print(files["table"].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in files.values()))
@@ -476,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--labels", help="folder of label maps (default: $VENTKIT_DATA or ../shared/...)")
     ev.add_argument("--priors", help="SynthSeg priors folder (random-contrast cases; default: beside the maps)")
     ev.add_argument("--scale", type=A.positive, default=1.0, help="scale the number of hold-out cases")
-    ev.add_argument("--uncertainty", action="store_true",
-                    help="also give VentSegment's volumes an SD and print how often the truth lies within ±2 SD")
+    ev.add_argument("--uncertainty", nargs="*", metavar="MODEL",
+                    help="also give these models' volumes an SD (all of VentSegment's without a name) and print how "
+                         "often the truth lies within ±2 SD")
     ev.add_argument("--grid", choices=tuple(GRIDS), default="paper")
     ev.set_defaults(func=cmd_evaluate)
 

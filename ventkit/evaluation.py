@@ -92,17 +92,17 @@ def segment_scored(seg: Segmenter, image, truth, uncertainty: bool) -> dict:
 
 def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
                    cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None,
-                   uncertainty: bool = False) -> list[dict]:
+                   uncertainty: tuple[str, ...] = ()) -> list[dict]:
     """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
     written atomically) and reused on the next call while the model and the case files are the same
     (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped.
-    With `uncertainty`, VentSegment's models give each total volume an SD (`sd_ml`)."""
+    The models named in `uncertainty` (VentSegment's) give each total volume an SD (`sd_ml`)."""
     rows = []
     for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
         image = truth = None
         for name, seg in segmenters.items():
             cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None
-            identity = score_identity(seg, case) + (" with uncertainty" if uncertainty else "")
+            identity = score_identity(seg, case) + (" with uncertainty" if name in uncertainty else "")
             if cached is not None and cached.is_file():
                 saved = json.loads(cached.read_text())
                 if saved["identity"] == identity:
@@ -111,7 +111,7 @@ def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback
             if image is None:
                 image, truth = read_volume(case["image"]), read_volume(case["truth"], labels=True)
             row = {"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
-                   **segment_scored(seg, image, truth, uncertainty)}
+                   **segment_scored(seg, image, truth, name in uncertainty)}
             if cached is not None:
                 write_text(cached, json.dumps({"identity": identity, "row": row}))
             rows.append(row)
