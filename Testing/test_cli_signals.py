@@ -40,3 +40,26 @@ def test_a_sigterm_whose_interrupt_was_swallowed_still_stops_the_command(monkeyp
     assert cli.main([]) == 130
     assert seen == [0]
     assert cli.main([]) == 130 and seen == [0, 0]  # the flag does not outlive the command
+
+
+def test_cancel_ends_the_whole_process_tree(tmp_path):
+    """A launcher that does not pass signals on (as Slicer's) and the Python it started: Cancel stops both."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from ventkit.jobs import ChildJob
+
+    pid_file = tmp_path / "grandchild.pid"
+    grandchild = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    launcher = f"import signal, subprocess, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \
+               f"subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    job = ChildJob([[sys.executable, "-c", launcher]], tmp_path)
+    while not pid_file.is_file() or not pid_file.read_text():
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    job.cancel(grace_s=2)
+    time.sleep(0.2)
+    status = Path(f"/proc/{pid}/status")  # a killed orphan may linger as a zombie until reaped: dead all the same
+    alive = status.is_file() and "\nState:\tZ" not in status.read_text()
+    assert not alive and not job.running()

@@ -715,19 +715,22 @@ def _default_sigterm_in_child() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-os.register_at_fork(after_in_child=_default_sigterm_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 @contextmanager
 def _terminate_as_interrupt():
     """SIGTERM (the Slicer panels' Cancel) unwinds like Ctrl-C, so that temporary files are removed;
     the previous handler comes back afterwards (for callers of `main` in the same process)."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stops = [signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])  # Windows: CTRL_BREAK
+    previous = {s: signal.signal(s, _interrupt) for s in stops}
     try:
         yield
         check_terminated()  # the handler's exception was swallowed after the last loop item
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         clear_termination()
 
 

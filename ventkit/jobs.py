@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+POSIX = os.name == "posix"
 
 
 def ventkit_command(*args: str, python: str | None = None) -> list[str]:
@@ -17,8 +20,10 @@ def ventkit_command(*args: str, python: str | None = None) -> list[str]:
 class ChildJob:
     """Runs `commands` in sequence (the next only if the previous one succeeded), logs in `work_dir`.
 
-    `cancel` terminates the running command: ventkit unwinds on SIGTERM and removes its unfinished
-    files; `cleanup` also deletes `work_dir`.
+    Each command runs in a process group of its own, and `cancel` signals the whole group: Slicer starts
+    Python through a launcher that does not pass signals on, so terminating the launcher alone would leave
+    ventkit running. ventkit unwinds on SIGTERM (CTRL_BREAK on Windows) and removes its unfinished files;
+    `cleanup` also deletes `work_dir`.
     """
 
     def __init__(self, commands: list[list[str]], work_dir: str | os.PathLike):
@@ -33,8 +38,9 @@ class ChildJob:
 
     def _start_next(self) -> None:
         i = len(self.returncodes)
+        group = {"start_new_session": True} if POSIX else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         with open(self._log(i), "w") as log:
-            self.process = subprocess.Popen(self.commands[i], stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.commands[i], stdout=log, stderr=subprocess.STDOUT, **group)
 
     def running(self) -> bool:
         """Poll; starts the next command when one has succeeded."""
@@ -58,14 +64,9 @@ class ChildJob:
         return self.returncodes == [0] * len(self.commands)
 
     def cancel(self, grace_s: float = 30.0) -> None:
-        """Terminate the running command; kill it if it has not unwound within `grace_s`."""
+        """Terminate the running command's whole process tree; kill what has not unwound within `grace_s`."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate_tree(self.process, grace_s)
             self.process = None
 
     def output(self) -> str:
@@ -75,3 +76,29 @@ class ChildJob:
     def cleanup(self) -> None:
         self.cancel()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def terminate_tree(process: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """Ask every process of `process`'s group to stop (SIGTERM; CTRL_BREAK on Windows), wait up to `grace_s`
+    for all of them to unwind, then kill what is left (SIGKILL to the group; `taskkill /T` on Windows)."""
+    if process.poll() is None or (POSIX and _group_alive(process.pid)):
+        if POSIX:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.CTRL_BREAK_EVENT)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and (process.poll() is None or (POSIX and _group_alive(process.pid))):
+        time.sleep(0.1)
+    if POSIX and _group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    elif not POSIX and process.poll() is None:
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
+    process.wait()

@@ -1,0 +1,77 @@
+"""Left and right on real anatomy through the whole segmenter: mirrored, turned and LPS-stored heads.
+
+    python bench/sides.py [--subjects training_seg_01 ...] [--model augmented] [--model-dir FOLDER]
+
+Each shared label map is rendered as a 1 mm T1 and segmented as it is, mirrored left-right in its voxels
+(a brain with its sides swapped: the left and right volumes must swap), stored LPS (nothing may change),
+and turned by 15 and 30 degrees about each axis (the sides must hold: each volume within 5 %). Prints
+every variant's left and right lateral-ventricle volumes, the worst deviation of each kind, and issue 30's
+verdict. The truth (the rendered map's own volumes) is printed beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
+
+from head_variants import TURNS, lateral_ml, mirrored, stored_lps, turned  # noqa: E402
+from ventkit.anatomy.render import RenderSpec, render  # noqa: E402
+from ventkit.anatomy.subjects import default_label_dir, list_subjects, load_subject  # noqa: E402
+from ventkit.io import Volume  # noqa: E402
+from ventkit.labels import to_segmentation  # noqa: E402
+from ventkit.segmentation.segment import load_segmenter  # noqa: E402
+
+MAX_SWAP_PERCENT = 3.0  # mirrored: each side within this of the other side's volume unmirrored
+MAX_TURN_PERCENT = 5.0
+
+
+def deviation(a, b) -> float:
+    """Largest relative difference (%) between two (left, right) pairs."""
+    return float(np.max(np.abs(np.subtract(a, b)) / np.maximum(np.abs(b), 1e-6)) * 100)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", nargs="*", help="label map names (default: all shared maps)")
+    ap.add_argument("--model", default="augmented")
+    ap.add_argument("--model-dir")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
+    maps = list_subjects(default_label_dir())
+    worst = {"mirrored": 0.0, "lps": 0.0, "turned": 0.0}
+    print(f"{'subject':<18}{'variant':<12}{'left mL':>9}{'right mL':>9}{'truth L':>9}{'truth R':>9}{'off %':>8}")
+    for k, name in enumerate(args.subjects or sorted(maps)):
+        labels = load_subject(str(maps[name]))
+        labels = labels.with_array(to_segmentation(labels.array))
+        image, _ = render(labels.array, labels.spacing, np.random.default_rng(k), RenderSpec(thickness_mm=(1, 1)))
+        image = Volume(image, labels.affine, name)
+        t0 = time.time()
+        base = lateral_ml(segmenter.segment(image))
+        variants = {"as is": (image, labels, base), "mirrored": (*mirrored(image, labels), base[::-1]),
+                    "lps": (stored_lps(image), stored_lps(labels), base)}
+        for axis, degrees in TURNS:
+            variants[f"{axis} {degrees}"] = (*turned(image, labels, axis, degrees), base)
+        for variant, (img, lab, expected) in variants.items():
+            found = base if variant == "as is" else lateral_ml(segmenter.segment(img))
+            off = deviation(found, expected)
+            kind = "turned" if variant[0] in "xyz" else variant
+            if kind in worst:
+                worst[kind] = max(worst[kind], off)
+            truth = lateral_ml(lab)
+            print(f"{name:<18}{variant:<12}{found[0]:9.1f}{found[1]:9.1f}{truth[0]:9.1f}{truth[1]:9.1f}{off:8.1f}",
+                  flush=True)
+        print(f"{name:<18}{len(variants)} segmentations in {time.time() - t0:.0f} s")
+    print(f"\nworst change: mirrored {worst['mirrored']:.1f} % (the sides must swap; target < {MAX_SWAP_PERCENT:g} %), "
+          f"stored LPS {worst['lps']:.2f} %, turned {worst['turned']:.1f} % (target < {MAX_TURN_PERCENT:g} %)")
+    met = worst["mirrored"] < MAX_SWAP_PERCENT and worst["lps"] < 0.5 and worst["turned"] < MAX_TURN_PERCENT
+    print("issue 30 sides target: " + ("met" if met else "missed"))
+
+
+if __name__ == "__main__":
+    main()
