@@ -71,6 +71,24 @@ def cmd_segment(args) -> None:
         print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
+def cmd_change(args) -> None:
+    from .change import compare_visits
+    from .segmentation.segment import load_segmenter
+
+    segmenter = load_segmenter(args.model, args.device, folder=args.model_dir)
+    result = compare_visits(args.baseline, args.followup, args.out, segmenter)
+    print(f"{args.baseline} -> {args.followup} ({segmenter.description}; registration match "
+          f"{result['registration']['match']:.2f})")
+    print(f"{'structure':<24}{'baseline mL':>14}{'follow-up mL':>15}{'change mL':>17}{'change %':>10}")
+    for r in result["structures"]:
+        print(f"{r['structure'].replace('_', ' '):<24}{r['baseline_ml']:8.2f} ±{r['baseline_sd_ml']:4.1f}"
+              f"{r['followup_ml']:9.2f} ±{r['followup_sd_ml']:4.1f}{r['change_ml']:+10.2f} ±{r['change_sd_ml']:4.1f}"
+              f"{r['change_percent']:+9.1f}%" + ("  changed" if r["changed"] else ""))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    print("wrote " + ", ".join(str(p) for p in result["files"].values()))
+
+
 def cmd_install_samseg(args) -> None:
     from .segmentation.references import install_samseg, samseg_venv
 
@@ -467,6 +485,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--uncertainty", action="store_true",
                    help="report each volume as mean ± SD over test-time mirrored passes (about 4x slower)")
     g.set_defaults(func=cmd_segment)
+
+    ch = sub.add_parser("change", help="ventricular volume change between two visits of one patient, with its "
+                                       "uncertainty")
+    ch.add_argument("baseline", type=A.scan, help="the earlier scan")
+    ch.add_argument("followup", type=A.scan, help="the later scan (any grid, orientation or contrast)")
+    ch.add_argument("--out", required=True, type=A.output_folder, help="output folder")
+    ch.add_argument("--model", help="augmented (default), real or synthetic")
+    ch.add_argument("--model-dir", type=A.model_folder, help="an nnU-Net model folder instead of a shipped model")
+    ch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ch.set_defaults(func=cmd_change)
 
     i = sub.add_parser("install-samseg", help="install FreeSurfer's SAMSEG (PyPI samseg) in an environment of its own")
     i.set_defaults(func=cmd_install_samseg)
