@@ -1,0 +1,123 @@
+"""Follow-up between visits: repeatability of the measured change and accuracy on known changes (issue 34).
+
+    python bench/follow_up.py [--model augmented | --model-dir FOLDER] [--repeats 3] [--write-card]
+
+Each scan is a SynthSeg-style render on the paper's grid (1.67 x 1.75 x 1.67 mm) with its own acquisition
+(contrast T1 or random, bias field, noise, slice thickness 1-6 mm) and head position (turned up to 10
+degrees, moved up to 10 mm), segmented with test-time passes as `ventkit change` does.
+
+- Repeatability: the same brain scanned twice. Fitted on the 12 training subjects (the SD of the measured
+  change per structure: `--write-card` stores it in the model's cards as `follow_up`, where `ventkit change`
+  reads it), then checked on the 4 hold-out subjects: the SD of their measured change and how many of
+  these unchanged pairs are flagged as changed (target: SD <= 2 mL, no flag in >= 95 %). The smallest
+  change detected with 95 % confidence is 1.96 x the SD of the change.
+- Known change: each hold-out subject and the same brain with its ventricles enlarged or shrunk by 5, 10
+  and 20 mL (the ventricle flow of `corpus build`): the measured change against the true one (target:
+  within 2 mL or 15 %, whichever is larger, and the truth inside the reported 95 % interval in >= 80 %).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from ventkit.anatomy.corpus import make_labels
+from ventkit.anatomy.deform import DeformationSpec
+from ventkit.anatomy.grid import GRIDS
+from ventkit.anatomy.render import RenderSpec, load_generation_classes, render
+from ventkit.anatomy.subjects import default_label_dir, default_priors_dir, list_subjects, load_subject, split_subjects
+from ventkit.change import Z_95, compare
+from ventkit.io import Volume
+from ventkit.labels import VENTRICLE_IDS, to_segmentation
+from ventkit.segmentation.segment import REPORT_ROWS, load_segmenter, segment_volume
+from ventkit.training.segmenter import update_cards
+
+CHANGES_ML = (-20.0, -10.0, -5.0, 5.0, 10.0, 20.0)
+HEAD_POSITION = DeformationSpec(rotation_deg=10.0, scaling=0.0, shearing=0.0, translation_mm=10.0, elastic_std_mm=0.0)
+MAX_SD_ML = 2.0
+
+
+def scan(source: Volume, rng: np.random.Generator, classes, target_ml: float | None = None) -> tuple[Volume, float]:
+    """One acquisition of `source` (its ventricles resized to `target_ml` first): image and true total mL."""
+    grid = GRIDS["paper"]
+    generation, _ = make_labels(source, grid, target_ml, rng, deformation=HEAD_POSITION)
+    spec = RenderSpec(contrast=("t1", "random")[int(rng.integers(2))], thickness_mm=(1.0, 6.0))
+    image, _ = render(generation.array, grid.spacing, rng, spec, classes)
+    truth = float(np.isin(to_segmentation(generation.array), VENTRICLE_IDS).sum()) * float(np.prod(grid.spacing)) / 1000
+    return generation.with_array(image), truth
+
+
+def measure(segmenter, image: Volume) -> dict:
+    return segment_volume(image, segmenter, uncertainty=True)[1]
+
+
+def pair_change(segmenter, first: Volume, second: Volume, repeat_sd: dict) -> dict:
+    rows = compare(measure(segmenter, first), measure(segmenter, second), repeat_sd)
+    return {r["structure"]: r for r in rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="augmented")
+    ap.add_argument("--model-dir")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=3, help="unchanged pairs per hold-out subject")
+    ap.add_argument("--write-card", action="store_true", help="store the fitted repeatability in the model's cards")
+    args = ap.parse_args()
+    segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
+    segmenter.card = {k: v for k, v in segmenter.card.items() if k != "follow_up"}  # measured afresh here
+    label_dir = default_label_dir()
+    paths, split = list_subjects(label_dir), split_subjects(label_dir)
+    classes = load_generation_classes(default_priors_dir(label_dir))
+    t0 = time.time()
+
+    fit = []  # the repeatability, from training subjects
+    for k, name in enumerate(split["train"]):
+        source = load_subject(str(paths[name]))
+        rng = np.random.default_rng([7, k])
+        fit.append(pair_change(segmenter, scan(source, rng, classes)[0], scan(source, rng, classes)[0], {}))
+    repeat_sd = {key: float(np.sqrt(np.mean([f[key]["change_ml"] ** 2 for f in fit]))) for key in REPORT_ROWS}
+    print(f"repeatability fitted on {len(fit)} unchanged pairs of training subjects (RMS change, mL): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in repeat_sd.items()))
+
+    unchanged, known = [], []
+    for k, name in enumerate(split["holdout"]):
+        source = load_subject(str(paths[name]))
+        for r in range(args.repeats):
+            rng = np.random.default_rng([8, k, r])
+            unchanged.append(pair_change(segmenter, scan(source, rng, classes)[0], scan(source, rng, classes)[0],
+                                         repeat_sd)["total"])
+        rng = np.random.default_rng([9, k])
+        base, base_ml = scan(source, rng, classes)
+        for delta in CHANGES_ML:
+            target = base_ml + delta
+            if not 5 <= target <= 300:
+                continue
+            follow, follow_ml = scan(source, rng, classes, target)
+            row = pair_change(segmenter, base, follow, repeat_sd)["total"]
+            known.append({**row, "true_change_ml": follow_ml - base_ml, "subject": name})
+            print(f"{name}: true change {follow_ml - base_ml:+6.1f} mL, measured {row['change_ml']:+6.1f} ± "
+                  f"{Z_95 * row['change_sd_ml']:.1f} mL", flush=True)
+
+    changes = np.array([u["change_ml"] for u in unchanged])
+    sd = float(np.std(changes, ddof=1)) if len(changes) > 1 else float("nan")
+    flagged = float(np.mean([u["changed"] for u in unchanged]))
+    print(f"\nunchanged hold-out pairs: {len(unchanged)}; SD of the measured total change {sd:.2f} mL "
+          f"(target <= {MAX_SD_ML:g}); flagged as changed {100 * flagged:.0f} % (target <= 5 %)")
+    print(f"smallest total change detected with 95 % confidence: {Z_95 * sd:.2f} mL (1.96 x SD of the change)")
+    if known:
+        ok = [abs(k["change_ml"] - k["true_change_ml"]) <= max(2.0, 0.15 * abs(k["true_change_ml"])) for k in known]
+        inside = [k["change_low_ml"] <= k["true_change_ml"] <= k["change_high_ml"] for k in known]
+        print(f"known changes: {len(known)}; within 2 mL or 15 %: {100 * np.mean(ok):.0f} % (target 100 %); "
+              f"truth inside the 95 % interval: {100 * np.mean(inside):.0f} % (target >= 80 %)")
+    print(f"{time.time() - t0:.0f} s")
+    if args.write_card:
+        update_cards(segmenter.folder, {"follow_up": {
+            "repeatability_sd_ml": {k: round(v, 3) for k, v in repeat_sd.items()},
+            "fitted_on": f"{len(fit)} unchanged pairs of training subjects, bench/follow_up.py"}})
+        print(f"wrote the repeatability into the cards of {segmenter.folder}")
+
+
+if __name__ == "__main__":
+    main()
