@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install ventkit and everything it needs into ./.venv (or the active virtual environment).
-# torch is pinned to the CPU build found on this project's machines; nnU-Net v2 goes in with
-# --no-deps because its dependency chain (timm -> torchvision) would pull a multi-GB CUDA torch.
+# torch is pinned to the CPU build found on this project's machines; the rest comes from pyproject.toml
+# through ventkit.requirements, the list the Slicer panels install too (nnU-Net v2 with --no-deps: its
+# dependency chain, timm -> torchvision, would pull a multi-GB CUDA torch).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [[ -z "${VIRTUAL_ENV:-}" ]]; then
@@ -13,5 +14,5 @@ fi
 $PY -m pip install -q --upgrade pip
 $PY -m pip install -q "torch==2.13.0"
 $PY -m pip install -q -e ".[models,test]"
-$PY -m pip install -q --no-deps "nnunetv2==2.8.1" "dynamic-network-architectures==0.4.4"
+$PY -m ventkit.requirements --install
 $PY -c "import torch, monai, nnunetv2, ventkit; print(f'installed ventkit {ventkit.__version__} (torch {torch.__version__}, monai {monai.__version__})')"

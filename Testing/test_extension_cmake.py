@@ -17,7 +17,8 @@ def configure(source: Path, build: Path) -> subprocess.CompletedProcess:
 
 def copy_extension(dst: Path) -> Path:
     dst.mkdir()
-    shutil.copy(REPO / "CMakeLists.txt", dst)
+    for f in ("CMakeLists.txt", "pyproject.toml"):
+        shutil.copy(REPO / f, dst)
     for d in (*MODULES, "ventkit"):
         shutil.copytree(REPO / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
     return dst

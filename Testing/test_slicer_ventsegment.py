@@ -114,7 +114,7 @@ def test_failure_reports_ventkit_message(scene, scan, logic, tmp_path):
     node = add_volume_node(scan, "case")
     job = logic.startSegmentation(node, reference="none", device="cpu")
     job.wait()
-    with pytest.raises(RuntimeError, match="model card not found"):
+    with pytest.raises(RuntimeError, match="no_model: no such folder"):
         logic.loadResults(job)
     job.cleanup()
 

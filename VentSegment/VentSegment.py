@@ -22,8 +22,8 @@ REFERENCES = ("synthseg", "samseg", "none")
 DEVICES = ("auto", "cpu", "cuda")
 PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10",
                       "Uncertainty": "false"}
-REQUIRED_PACKAGES = {"nibabel": "nibabel", "SimpleITK": "SimpleITK", "scipy": "scipy", "torch": "torch",
-                     "monai": "monai", "nnunetv2": "nnunetv2"}
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+RESEARCH_ONLY = "<p><b>For research use only</b>: not a medical device; do not base clinical decisions on it.</p>"
 # SNOMED CT codes (Slicer's terminology format) for the ventricles; laterality as anatomic region modifier
 TERMINOLOGY_TYPES = {4: ("66720007", "Lateral ventricle", "7771000", "Left"),
                      43: ("66720007", "Lateral ventricle", "24028007", "Right"),
@@ -48,6 +48,14 @@ Segments the ventricles of a brain MRI (left/right lateral, inferior lateral, 3r
 reports their volumes in mL, left/right asymmetry and Evans' index, next to SynthSeg's volumes for the
 same scan (or SAMSEG's), with a warning where the two disagree.
 """
+        self.parent.helpText += RESEARCH_ONLY
+        try:
+            from ventkit.requirements import check_python
+
+            check_python()
+        except RuntimeError as exc:
+            self.parent.helpText += f"<p><b>{exc}</b></p>"
+            logging.error(str(exc))
         self.parent.acknowledgementText = """
 Method after Ruschke et al., Guided Synthesis of Labeled Brain MRI Data Using Latent Diffusion Models for
 Segmentation of Enlarged Ventricles. Segmentation by nnU-Net v2 (Isensee et al.). Label names and colours
@@ -293,19 +301,35 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             return list(MODELS)
         return [m for m in MODELS if m in shipped_models()] or list(MODELS)
 
-    # dependencies
+    # dependencies: ventkit's own list (pyproject.toml, read by ventkit.requirements)
     def missingPackages(self):
-        import importlib.util
+        from ventkit.requirements import missing
 
-        return [pip for mod, pip in REQUIRED_PACKAGES.items() if importlib.util.find_spec(mod) is None]
+        return missing()
 
     def installPackages(self, packages):
-        """pip install into Slicer's Python; nnU-Net without its dependencies (they would replace torch)."""
-        plain = [p for p in packages if p != "nnunetv2"]
-        if plain:
-            slicer.util.pip_install(plain)
-        if "nnunetv2" in packages:
-            slicer.util.pip_install(["--no-deps", "nnunetv2==2.8.1", "dynamic-network-architectures==0.4.4"])
+        """Install what is missing into Slicer's Python: torch first, through the PyTorch extension when it
+        is installed (it picks the build for this computer's GPU), else the CPU build; then ventkit's other
+        requirements; then nnU-Net without its dependencies (they would replace torch)."""
+        from ventkit.requirements import pip_commands, requirements
+
+        torch = requirements()["torch"]
+        if torch and any(p.startswith("torch") for p in packages):
+            self.installTorch(torch[0])
+        for command in pip_commands():
+            slicer.util.pip_install(command)
+
+    @staticmethod
+    def installTorch(spec):
+        try:
+            import PyTorchUtils
+        except ImportError:
+            cpu = [] if sys.platform == "darwin" else ["--index-url", PYTORCH_CPU_INDEX]
+            slicer.util.pip_install([spec, *cpu])
+            return
+        logic = PyTorchUtils.PyTorchUtilsLogic()
+        if logic.installTorch(askConfirmation=True, torchVersionRequirement=spec.removeprefix("torch")) is None:
+            raise RuntimeError("PyTorch was not installed")
 
     # running ventkit
     def segmentCommand(self, inputPath, outDir, model, device, uncertainty=False):

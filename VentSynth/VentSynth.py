@@ -41,6 +41,7 @@ class VentSynth(ScriptedLoadableModule):
 Synthesizes labeled brain MRI at a chosen ventricular volume (mL): a T1 image and its 33-label
 whole-brain segmentation (SynthSeg/FreeSurfer labels), one pair or a whole nnU-Net training dataset with
 a chosen distribution of ventricle volumes. The panel says which generator drew each pair.
+<p><b>For research use only</b>: synthetic images, not a medical device.</p>
 """
         self.parent.acknowledgementText = """
 Method after Ruschke et al., Guided Synthesis of Labeled Brain MRI Data Using Latent Diffusion Models for
