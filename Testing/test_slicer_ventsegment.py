@@ -59,7 +59,7 @@ def table_column(table, title):
 def test_segment_gives_named_segments_and_table_on_input_geometry(scene, scan, logic, lps, tmp_path):
     node = add_volume_node(scan, "case", lps=lps)
     seg, table, warnings = logic.segmentAndLoad(node, reference="none", device="cpu")
-    assert warnings == []
+    assert all("left and right are uncertain" in w for w in warnings)  # the tiny model's ventricles are noise
     names = {seg.GetSegmentation().GetNthSegment(i).GetName()
              for i in range(seg.GetSegmentation().GetNumberOfSegments())}
     assert names and names <= {"Left lateral ventricle", "Right lateral ventricle", "Left inferior lateral ventricle",
@@ -141,3 +141,26 @@ def test_model_choice_lists_the_shipped_models_only(tmp_path, monkeypatch):
         (tmp_path / f"ventsegment_{name}").mkdir()
         (tmp_path / f"ventsegment_{name}" / "model_card.json").write_text("{}")
     assert VentSegment.VentSegmentLogic.availableModels() == ["augmented", "real"]
+
+
+def test_reference_is_its_own_segmentation_and_defaults_to_none_without_references(scene, scan, logic,
+                                                                                    fake_reference, monkeypatch):
+    from ventkit.segmentation import references
+
+    monkeypatch.setattr(references, "find_synthseg", lambda: None)
+    monkeypatch.setattr(references, "find_samseg", lambda: None)
+    assert logic.availableReferences() == ["none", "synthseg_recipe"]
+    assert logic.defaultReference() == "none"
+    monkeypatch.undo()
+    fake_reference("synthseg", (40, 40, 40), {4: (5, 15, 5, 15, 5, 15)}, own_grid=True)
+    assert logic.defaultReference() == "synthseg"
+    node = add_volume_node(scan, "case")
+    job = logic.startSegmentation(node, reference="synthseg", device="cpu")
+    job.wait()
+    seg, table, _ = logic.loadResults(job)
+    job.cleanup()
+    ref = job.referenceSegmentation
+    assert ref is not None and ref is not seg and "SynthSeg" in ref.GetName()
+    assert ref.GetSegmentation().GetNthSegment(0).GetName() == "Left lateral ventricle"
+    assert table.GetTable().GetColumn(1).GetClassName() == "vtkDoubleArray"
+    assert "Evans index" in table.GetAttribute("VentSegment.Notes")

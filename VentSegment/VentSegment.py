@@ -18,9 +18,10 @@ from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
 MODELS = ("augmented", "real", "synthetic")
-REFERENCES = ("synthseg", "samseg", "none")
+# references: FreeSurfer's SynthSeg and SAMSEG where installed; ventkit's SynthSeg-recipe baseline only on request
+REFERENCES = ("none", "synthseg", "samseg", "synthseg_recipe")
 DEVICES = ("auto", "cpu", "cuda")
-PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "synthseg", "Device": "auto", "ThresholdPercent": "10",
+PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "none", "Device": "auto", "ThresholdPercent": "10",
                       "Uncertainty": "false"}
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 RESEARCH_ONLY = "<p><b>For research use only</b>: not a medical device; do not base clinical decisions on it.</p>"
@@ -84,7 +85,8 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VentSegmentLogic()
-        for combo, items in ((self.ui.modelComboBox, self.logic.availableModels()), (self.ui.referenceComboBox, REFERENCES),
+        for combo, items in ((self.ui.modelComboBox, self.logic.availableModels()),
+                             (self.ui.referenceComboBox, self.logic.availableReferences()),
                              (self.ui.deviceComboBox, DEVICES)):
             combo.clear()
             combo.addItems(list(items))
@@ -191,7 +193,8 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.SetNodeReferenceID("OutputSegmentation", seg.GetID())
             p.SetNodeReferenceID("OutputTable", table.GetID())
             seg.CreateClosedSurfaceRepresentation()
-            self.ui.statusLabel.text = "Done: " + table.GetName()
+            notes = table.GetAttribute("VentSegment.Notes")
+            self.ui.statusLabel.text = "Done: " + table.GetName() + (f"\n{notes}" if notes else "")
             self.ui.warningLabel.text = "\n".join(warnings)
         finally:
             job.cleanup()
@@ -280,8 +283,24 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         node = ScriptedLoadableModuleLogic.getParameterNode(self)
         for key, value in PARAMETER_DEFAULTS.items():
             if not node.GetParameter(key):
-                node.SetParameter(key, self.defaultModel() if key == "Model" else value)
+                node.SetParameter(key, {"Model": self.defaultModel, "Reference": self.defaultReference}.get(
+                    key, lambda: value)())
         return node
+
+    @staticmethod
+    def availableReferences():
+        """`none`, the installed references (SynthSeg, SAMSEG), and ventkit's SynthSeg-recipe baseline."""
+        try:
+            from ventkit.segmentation.references import find_samseg, find_synthseg
+        except ImportError:
+            return list(REFERENCES)
+        installed = {"synthseg": find_synthseg(), "samseg": find_samseg()}
+        return [r for r in REFERENCES if installed.get(r, True)]
+
+    @classmethod
+    def defaultReference(cls):
+        """SynthSeg, else SAMSEG, where installed; else none (the recipe baseline is not SynthSeg)."""
+        return next((r for r in ("synthseg", "samseg") if r in cls.availableReferences()), "none")
 
     @staticmethod
     def defaultModel():
@@ -369,13 +388,20 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         for sub in ("model", "reference")[: len(job.commands)]:
             with open(os.path.join(job.work_dir, sub, "scan_volumes.json")) as fh:
                 reports.append(json.load(fh))
-        labels = read_volume(os.path.join(job.work_dir, "model", "scan_ventricles.nii.gz"), labels=True)
         name = job.volumeNode.GetName()
-        seg = self.labelsToSegmentation(labels, job.volumeNode, f"{name} ventricles")
+        segs = []
+        for sub, report in zip(("model", "reference"), reports):
+            labels = read_volume(os.path.join(job.work_dir, sub, "scan_ventricles.nii.gz"), labels=True)
+            title = f"{name} ventricles" + ("" if sub == "model" else f" ({report['model']})")
+            segs.append(self.labelsToSegmentation(labels, job.volumeNode, title))
+        if len(segs) > 1:  # the reference beside ours, outlined only, so that both can be seen
+            segs[1].GetDisplayNode().SetVisibility2DFill(False)
+            segs[1].GetDisplayNode().SetOpacity3D(0.4)
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ventricle volumes")
         warnings = self.fillVolumesTable(table, reports[0], reports[1] if len(reports) > 1 else None,
                                          thresholdPercent)
-        return seg, table, reports[0].get("warnings", []) + warnings
+        job.referenceSegmentation = segs[1] if len(segs) > 1 else None
+        return segs[0], table, reports[0].get("warnings", []) + warnings
 
     def segmentAndLoad(self, volumeNode, model=None, reference="synthseg", device="auto",
                        thresholdPercent=10.0, uncertainty=False):
@@ -437,20 +463,20 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         columns = ["Structure", "VentSegment (mL)", *(["VentSegment SD (mL)"] if sd else []), f"{refName} (mL)",
                    "Difference (mL)", "Difference (%)"]
         arrays = []
-        for title in columns:
-            a = vtk.vtkStringArray()
+        for title in columns:  # numbers as numbers (sortable, exported as they are); blank cells are NaN
+            a = vtk.vtkStringArray() if title == "Structure" else vtk.vtkDoubleArray()
             a.SetName(title)
             arrays.append(a)
         warnings = []
+        nan = float("nan")
 
-        def row(name, ours, theirs, unit_ml=True, spread=None):
-            diff = "" if theirs is None else f"{ours - theirs:+.2f}"
-            pct = "" if theirs in (None, 0) else f"{100 * (ours - theirs) / theirs:+.1f}"
-            values = [name, f"{ours:.2f}" if unit_ml else f"{ours:.3f}",
-                      *(["" if spread is None else f"{spread:.2f}"] if sd else []),
-                      "" if theirs is None else f"{theirs:.2f}", diff, pct]
+        def row(name, ours, theirs, spread=None):
+            diff = nan if theirs is None else ours - theirs
+            pct = nan if theirs in (None, 0) else 100 * (ours - theirs) / theirs
+            values = [name, ours, *([nan if spread is None else spread] if sd else []),
+                      nan if theirs is None else theirs, diff, pct]
             for a, v in zip(arrays, values):
-                a.InsertNextValue(v)
+                a.InsertNextValue(v if isinstance(v, str) else round(v, 4))
 
         for key in REPORT_ROWS:
             ours = report["ventricles_ml"][key]
@@ -465,8 +491,12 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             row(title, report[key], reference[key] if reference else None)
         evans = (report.get("evans") or {}).get("evans_index")
         refEvans = ((reference or {}).get("evans") or {}).get("evans_index")
-        if evans is not None:
-            row("Evans index", evans, refEvans, unit_ml=False)
+        if evans is not None or refEvans is not None:
+            row("Evans index", nan if evans is None else evans, refEvans)
+        table.SetAttribute("VentSegment.Notes", "" if evans is not None else (
+            "Evans index: not measured by VentSegment, which segments the ventricles only (the index needs the "
+            "thalami, for the frontal horns' level)" + ("; the reference's is in the table" if refEvans is not None
+                                                        else "")))
         table.RemoveAllColumns()
         for a in arrays:
             table.AddColumn(a)
@@ -560,7 +590,7 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         reference["ventricles_ml"]["total"] *= 1.5
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
         warnings = VentSegmentLogic().fillVolumesTable(table, report, reference, 10.0)
-        self.assertEqual(table.GetTable().GetValue(0, 1).ToString(), f"{1000 * 1.8 / 1000:.2f}")
+        self.assertAlmostEqual(table.GetTable().GetValue(0, 1).ToDouble(), 1.8)
         self.assertEqual(len(warnings), 1)
         self.assertIn("Total", warnings[0])
 
@@ -572,4 +602,4 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
         VentSegmentLogic().fillVolumesTable(table, report)
         self.assertEqual(table.GetTable().GetColumn(2).GetName(), "VentSegment SD (mL)")
-        self.assertEqual(table.GetTable().GetValue(0, 2).ToString(), "0.25")
+        self.assertAlmostEqual(table.GetTable().GetValue(0, 2).ToDouble(), 0.25)

@@ -477,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("images", nargs="+", type=A.scan, help="NIfTI, NRRD or FreeSurfer .mgz scans, or DICOM folders")
     g.add_argument("--out", required=True, type=A.output_folder, help="output folder")
     g.add_argument("--model", help="augmented (default; until it is shipped, the best shipped model), real, "
-                                    "synthetic, synthseg or samseg")
+                                    "synthetic, synthseg (mri_synthseg where installed, else the recipe baseline), samseg or "
+                                    "synthseg_recipe (ventkit's SynthSeg-recipe baseline)")
     g.add_argument("--model-dir", type=A.model_folder, help="an nnU-Net model folder to use instead of a shipped model")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--keep-islands", action="store_true",

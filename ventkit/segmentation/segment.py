@@ -21,8 +21,8 @@ from ..volumetry import volume_report
 
 SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
-MODELS = (*NNUNET_MODELS, "synthseg", "samseg")
 SYNTHSEG_RECIPE = "synthseg_recipe"
+MODELS = (*NNUNET_MODELS, "synthseg", "samseg", SYNTHSEG_RECIPE)
 BRAIN_FOV_MM = (80.0, 600.0)  # each side of a scan that can hold a whole brain
 MAX_IN_PLANE_MM = 3.5  # the two finer voxel sides of a scan the models can read
 MAX_SLICE_MM = 10.0  # its coarsest voxel side (thick slices)
@@ -82,12 +82,12 @@ def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
             raise VentkitError("SAMSEG is not installed: run `ventkit install-samseg` once (it gets an environment "
                                "of its own, since it needs numpy<2), or set $VENTKIT_SAMSEG to its run_samseg")
         return InstalledSamseg(command)
-    if model == "synthseg":
-        command = find_synthseg()
-        if command:
-            return InstalledSynthSeg(command)
-        notify("mri_synthseg not found: using ventkit's SynthSeg-recipe baseline (a reproduction of the "
-               "SynthSeg training method, not SynthSeg's weights)")
+    if model == "synthseg" and find_synthseg():
+        return InstalledSynthSeg(find_synthseg())
+    if model in ("synthseg", SYNTHSEG_RECIPE):
+        if model == "synthseg":
+            notify("mri_synthseg not found: using ventkit's SynthSeg-recipe baseline (a reproduction of the "
+                   "SynthSeg training method, not SynthSeg's weights)")
         seg = VentricleSegmenter(model_folder(SYNTHSEG_RECIPE), device, keep_islands=keep_islands)
         seg.description = "SynthSeg-recipe baseline (ventkit reproduction, not SynthSeg's weights)"
         return seg
