@@ -125,9 +125,14 @@ def test_batch_csv(scan, logic, tmp_path):
     folder = tmp_path / "scans"
     for i in range(2):
         write_volume(scan, folder / f"s{i}.nii.gz")
-    n = logic.batchSegment(str(folder), str(tmp_path / "v.csv"), device="cpu")
+    (folder / "s2.nii.gz").write_bytes(b"not a scan")  # one bad scan: its reason in the CSV, the others go on
+    job = logic.startBatch(str(folder), str(tmp_path / "v.csv"), device="cpu")
+    assert job.expected == 3 and logic.batchDone(job) == 0
+    job.wait()
+    assert job.succeeded() and logic.batchDone(job) == 2
+    job.cleanup()
     rows = (tmp_path / "v.csv").read_text().splitlines()
-    assert n == 2 and len(rows) == 3 and rows[1].startswith("s0.nii.gz,")
+    assert len(rows) == 4 and rows[1].startswith("s0.nii.gz,") and "cannot read" in rows[3]
 
 
 def test_module_self_test_runs_under_slicer_core(scene):

@@ -176,10 +176,17 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def onPoll(self):
-        if self.job is None or self.job.running():
+        if self.job is None:
+            return
+        if self.job.running():
+            if getattr(self.job, "batch", False):
+                self.ui.progressBar.value = self.logic.batchDone(self.job)
             return
         self.timer.stop()
         job, self.job = self.job, None
+        if getattr(job, "batch", False):
+            self.finishBatch(job)
+            return
         self.ui.progressBar.setRange(0, 1)
         self.ui.progressBar.value = 1
         try:
@@ -198,6 +205,16 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.warningLabel.text = "\n".join(warnings)
         finally:
             job.cleanup()
+        self.updateGUIFromParameterNode()
+
+    def finishBatch(self, job):
+        self.ui.progressBar.value = self.logic.batchDone(job)
+        if job.succeeded():
+            self.ui.statusLabel.text = f"Wrote the volumes of {job.expected} scans to {job.csvPath}"
+        else:
+            self.ui.statusLabel.text = "Failed"
+            slicer.util.errorDisplay(f"ventkit batch failed:\n{job.output()[-2000:]}")
+        job.cleanup()
         self.updateGUIFromParameterNode()
 
     def onCancel(self):
@@ -230,20 +247,17 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         folder, csvPath = self.ui.batchInputDirectory.directory, self.ui.batchOutputPath.currentPath
         p = self.logic.getParameterNode()
-        self.ui.statusLabel.text = f"Segmenting every scan in {folder}..."
-        slicer.app.processEvents()
         try:
-            n = self.logic.batchSegment(folder, csvPath, p.GetParameter("Model"), p.GetParameter("Device"),
-                                        progress=lambda i, total: self._batchProgress(i, total))
+            self.job = self.logic.startBatch(folder, csvPath, p.GetParameter("Model"), p.GetParameter("Device"))
         except Exception as exc:
-            slicer.util.errorDisplay(str(exc))
+            slicer.util.errorDisplay(f"Could not start the batch: {exc}")
             return
-        self.ui.statusLabel.text = f"Wrote the volumes of {n} scans to {csvPath}"
-
-    def _batchProgress(self, i, total):
-        self.ui.progressBar.setRange(0, total)
-        self.ui.progressBar.value = i
-        slicer.app.processEvents()
+        self.ui.progressBar.setRange(0, self.job.expected)
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = f"Segmenting every scan in {folder}..."
+        self.ui.warningLabel.text = ""
+        self.timer.start()
+        self.updateGUIFromParameterNode()
 
 
 #
@@ -537,14 +551,30 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         write_volume(Volume(out, ref.affine, path), path)
         return path
 
-    def batchSegment(self, folder, csvPath, model=None, device="auto", progress=None):
-        """Every scan in `folder` -> label maps beside the CSV and one CSV row of volumes each; the count."""
-        from ventkit.segmentation.segment import load_segmenter, segment_folder
+    def startBatch(self, folder, csvPath, model=None, device="auto"):
+        """Start `ventkit batch` on every scan of `folder` in a child process: label maps and reports go to
+        `VentSegment_labels` beside the CSV; `batchDone(job)` counts the scans done so far."""
+        from ventkit.io import suffix_of
+        from ventkit.jobs import ChildJob, ventkit_command
+        from ventkit.segmentation.segment import SCAN_SUFFIXES
 
-        segmenter = load_segmenter(model, device, folder=self.modelDir)
+        scans = [f for f in os.listdir(folder) if suffix_of(f) in SCAN_SUFFIXES]
+        if not scans:
+            raise ValueError(f"{folder} holds no NIfTI, NRRD or MGZ scans")
         outDir = os.path.join(os.path.dirname(os.path.abspath(csvPath)), "VentSegment_labels")
-        callback = (lambda i, total, desc: progress(i, total)) if progress else None
-        return segment_folder(folder, outDir, csvPath, segmenter, callback)
+        command = ventkit_command("batch", folder, "--out", outDir, "--csv", csvPath, "--device", device,
+                                  python=self.pythonExecutable)
+        model = model or self.defaultModel()
+        command += ["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model]
+        job = ChildJob([command], tempfile.mkdtemp(prefix="VentSegment_"))
+        job.batch, job.expected, job.outDir, job.csvPath = True, len(scans), outDir, csvPath
+        return job
+
+    @staticmethod
+    def batchDone(job):
+        """Scans of a batch job segmented so far (their reports are written last)."""
+        return len([f for f in os.listdir(job.outDir) if f.endswith("_volumes.json")]) if os.path.isdir(job.outDir) \
+            else 0
 
 
 #

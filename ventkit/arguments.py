@@ -92,7 +92,7 @@ def scan(text: str) -> str:
 
 
 def model_folder(text: str) -> str:
-    """An existing folder (a trained model's)."""
+    """An existing folder (a trained model's, or one of scans)."""
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
     return text

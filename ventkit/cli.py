@@ -71,6 +71,16 @@ def cmd_segment(args) -> None:
         print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
 
+def cmd_batch(args) -> None:
+    from .segmentation.segment import check_uncertainty, load_segmenter, segment_folder
+
+    segmenter = load_segmenter(args.model, args.device, folder=args.model_dir)
+    if args.uncertainty:
+        check_uncertainty(segmenter)
+    n = segment_folder(args.folder, args.out, args.csv, segmenter, quiet=False, uncertainty=args.uncertainty)
+    print(f"segmented {n} scans of {args.folder} ({segmenter.description}); volumes in {args.csv}")
+
+
 def cmd_change(args) -> None:
     from .change import compare_visits
     from .segmentation.segment import load_segmenter
@@ -486,6 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--uncertainty", action="store_true",
                    help="report each volume as mean ± SD over test-time mirrored passes (about 4x slower)")
     g.set_defaults(func=cmd_segment)
+
+    bt = sub.add_parser("batch", help="segment every scan of a folder; one CSV row of volumes per scan")
+    bt.add_argument("folder", type=A.model_folder, help="folder of NIfTI, NRRD or MGZ scans")
+    bt.add_argument("--out", required=True, type=A.output_folder, help="folder for the label maps and reports")
+    bt.add_argument("--csv", required=True, type=A.output_file, help="the volumes of every scan")
+    bt.add_argument("--model", help="as for segment")
+    bt.add_argument("--model-dir", type=A.model_folder, help="an nnU-Net model folder instead of a shipped model")
+    bt.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bt.add_argument("--uncertainty", action="store_true", help="also each volume's SD (about 4x slower)")
+    bt.set_defaults(func=cmd_batch)
 
     ch = sub.add_parser("change", help="ventricular volume change between two visits of one patient, with its "
                                        "uncertainty")

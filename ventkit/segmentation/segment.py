@@ -230,19 +230,27 @@ def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter,
 def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path, segmenter: Segmenter,
                    callback: Callback | None = None, cancelled=None, quiet: bool = True,
                    uncertainty: bool = False) -> int:
-    """Segment every scan in `folder` into `out_dir`; one CSV row of volumes per scan; returns the count."""
+    """Segment every scan in `folder` into `out_dir`; one CSV row of volumes per scan (a scan that cannot be
+    segmented gets its reason in the `error` column, and the others go on); returns the count segmented."""
     scans = sorted(p for p in Path(folder).iterdir() if suffix_of(p) in SCAN_SUFFIXES)
     if not scans:
         raise InputError(folder, "no NIfTI, NRRD or MGZ scans")
     buf = _io.StringIO()
     w = csv.writer(buf)
     w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], *([f"{k}_sd_ml" for k in REPORT_ROWS] if uncertainty
-                                                              else []), "lateral_asymmetry_percent", "evans_index"])
+                                                              else []), "lateral_asymmetry_percent", "evans_index",
+                "error"])
+    done = 0
     for scan, stem in track(list(zip(scans, output_stems(scans))), len(scans), "segment", callback, cancelled, quiet):
-        r = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
+        try:
+            r = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
+        except VentkitError as exc:
+            w.writerow([scan.name, *[""] * (len(REPORT_ROWS) * (2 if uncertainty else 1) + 2), str(exc)])
+            continue
+        done += 1
         evans = (r.get("evans") or {}).get("evans_index")
         sd = [f"{r['ventricles_sd_ml'][k]:.3f}" for k in REPORT_ROWS] if uncertainty else []
         w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS], *sd,
-                    f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}"])
+                    f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}", ""])
     write_text(csv_path, buf.getvalue())
-    return len(scans)
+    return done
