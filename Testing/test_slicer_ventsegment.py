@@ -169,3 +169,21 @@ def test_reference_is_its_own_segmentation_and_defaults_to_none_without_referenc
     assert ref.GetSegmentation().GetNthSegment(0).GetName() == "Left lateral ventricle"
     assert table.GetTable().GetColumn(1).GetClassName() == "vtkDoubleArray"
     assert "Evans index" in table.GetAttribute("VentSegment.Notes")
+
+
+def test_compare_two_visits(scene, scan, logic):
+    """The same scan as both visits (the second stored LPS): a table of changes near zero and both visits'
+    segmentations in the scene."""
+    first, second = add_volume_node(scan, "visit1"), add_volume_node(scan, "visit2", lps=True)
+    with pytest.raises(ValueError, match="two different scans"):
+        logic.startChange(first, first)
+    job = logic.startChange(first, second, device="cpu")
+    job.wait()
+    table, warnings = logic.loadChange(job)
+    job.cleanup()
+    t = table.GetTable()
+    assert t.GetColumn(5).GetName() == "Change (mL)" and t.GetValue(t.GetNumberOfRows() - 1, 0).ToString() == "Total"
+    assert abs(t.GetValue(t.GetNumberOfRows() - 1, 5).ToDouble()) < 1e-6
+    segs = scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    assert {segs.GetItemAsObject(i).GetName() for i in range(segs.GetNumberOfItems())} == {"visit1 ventricles",
+                                                                                         "visit2 ventricles"}

@@ -95,6 +95,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportTableButton.connect("clicked(bool)", self.onExportTable)
         self.ui.exportSegmentationButton.connect("clicked(bool)", self.onExportSegmentation)
         self.ui.batchButton.connect("clicked(bool)", self.onBatch)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
         for widget, signal in ((self.ui.inputVolumeSelector, "currentNodeChanged(vtkMRMLNode*)"),
                                (self.ui.modelComboBox, "currentTextChanged(QString)"),
                                (self.ui.referenceComboBox, "currentTextChanged(QString)"),
@@ -187,6 +188,9 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if getattr(job, "batch", False):
             self.finishBatch(job)
             return
+        if getattr(job, "change", False):
+            self.finishCompare(job)
+            return
         self.ui.progressBar.setRange(0, 1)
         self.ui.progressBar.value = 1
         try:
@@ -202,6 +206,39 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             seg.CreateClosedSurfaceRepresentation()
             notes = table.GetAttribute("VentSegment.Notes")
             self.ui.statusLabel.text = "Done: " + table.GetName() + (f"\n{notes}" if notes else "")
+            self.ui.warningLabel.text = "\n".join(warnings)
+        finally:
+            job.cleanup()
+        self.updateGUIFromParameterNode()
+
+    def onCompare(self):
+        if not self.ensureDependencies():
+            return
+        p = self.logic.getParameterNode()
+        try:
+            self.job = self.logic.startChange(self.ui.baselineVolumeSelector.currentNode(),
+                                              self.ui.followupVolumeSelector.currentNode(), p.GetParameter("Model"),
+                                              p.GetParameter("Device"))
+        except Exception as exc:
+            slicer.util.errorDisplay(f"Could not start the comparison: {exc}")
+            return
+        self.ui.progressBar.setRange(0, 0)
+        self.ui.statusLabel.text = "Segmenting both visits and registering them..."
+        self.ui.warningLabel.text = ""
+        self.timer.start()
+        self.updateGUIFromParameterNode()
+
+    def finishCompare(self, job):
+        self.ui.progressBar.setRange(0, 1)
+        self.ui.progressBar.value = 1
+        try:
+            table, warnings = self.logic.loadChange(job)
+        except Exception as exc:
+            self.ui.statusLabel.text = "Failed"
+            slicer.util.errorDisplay(str(exc))
+        else:
+            self.logic.getParameterNode().SetNodeReferenceID("OutputTable", table.GetID())
+            self.ui.statusLabel.text = "Done: " + table.GetName()
             self.ui.warningLabel.text = "\n".join(warnings)
         finally:
             job.cleanup()
@@ -569,6 +606,55 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         job = ChildJob([command], tempfile.mkdtemp(prefix="VentSegment_"))
         job.batch, job.expected, job.outDir, job.csvPath = True, len(scans), outDir, csvPath
         return job
+
+    def startChange(self, baselineNode, followupNode, model=None, device="auto"):
+        """Start `ventkit change` on two loaded visits in a child process (`loadChange` reads the result)."""
+        from ventkit.io import write_volume
+        from ventkit.jobs import ChildJob, ventkit_command
+
+        if baselineNode is None or followupNode is None or baselineNode is followupNode:
+            raise ValueError("select two different scans: the earlier and the later visit")
+        workDir = tempfile.mkdtemp(prefix="VentSegment_")
+        paths = [os.path.join(workDir, f"{visit}.nii.gz") for visit in ("baseline", "followup")]
+        for node, path in zip((baselineNode, followupNode), paths):
+            write_volume(volumeFromNode(node), path)
+        command = ventkit_command("change", *paths, "--out", os.path.join(workDir, "change"), "--device", device,
+                                  python=self.pythonExecutable)
+        model = model or self.defaultModel()
+        command += ["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model]
+        job = ChildJob([command], workDir)
+        job.change, job.nodes = True, (baselineNode, followupNode)
+        return job
+
+    def loadChange(self, job):
+        """Both visits' segmentations and a table of the change per structure from a finished change job;
+        returns (table node, warnings: the job's own and each structure beyond repeat-scan variation)."""
+        from ventkit.io import read_volume
+
+        if not job.succeeded():
+            raise RuntimeError(f"ventkit change failed:\n{job.output()[-2000:]}")
+        folder = os.path.join(job.work_dir, "change")
+        with open(os.path.join(folder, "baseline_change.json")) as fh:
+            result = json.load(fh)
+        for node, key in zip(job.nodes, ("baseline_labels", "followup_labels")):
+            labels = read_volume(os.path.join(folder, result["files"][key]), labels=True)
+            self.labelsToSegmentation(labels, node, f"{node.GetName()} ventricles")
+        names = [n.GetName() for n in job.nodes]
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"Change {names[0]} -> {names[1]}")
+        columns = [("Structure", "structure"), (f"{names[0]} (mL)", "baseline_ml"), ("SD (mL)", "baseline_sd_ml"),
+                   (f"{names[1]} (mL)", "followup_ml"), ("SD (mL) ", "followup_sd_ml"), ("Change (mL)", "change_ml"),
+                   ("Change (%)", "change_percent"), ("95 % low (mL)", "change_low_ml"),
+                   ("95 % high (mL)", "change_high_ml")]
+        for title, key in columns:
+            a = vtk.vtkStringArray() if key == "structure" else vtk.vtkDoubleArray()
+            a.SetName(title)
+            for row in result["structures"]:
+                value = row[key]
+                a.InsertNextValue(value.replace("_", " ").capitalize() if key == "structure" else round(value, 4))
+            table.AddColumn(a)
+        changed = [f"{r['structure'].replace('_', ' ').capitalize()}: {r['change_ml']:+.1f} mL, beyond repeat-scan "
+                   f"variation" for r in result["structures"] if r["changed"]]
+        return table, result["warnings"] + changed
 
     @staticmethod
     def batchDone(job):
