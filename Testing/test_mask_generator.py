@@ -95,7 +95,7 @@ def test_corrupted_weights_are_rejected(trained, tmp_path):
 def test_calibration_is_fitted_checksummed_inverted_and_dropped_with_new_weights(trained, tmp_path):
     import shutil
 
-    from ventkit.synthesis.mask_generator import calibrate
+    from ventkit.training.mask_calibration import calibrate
 
     folder = tmp_path / "model"
     shutil.copytree(trained[0] / "model", folder)
@@ -121,7 +121,7 @@ def test_label_offsets_move_drawn_volumes_toward_the_training_maps(trained, tmp_
 
     from ventkit.cli import main
     from ventkit.labels import SEGMENTATION_IDS
-    from ventkit.synthesis.mask_generator import FIXED_LABELS, calibrate, label_volume_error
+    from ventkit.training.mask_calibration import FIXED_LABELS, calibrate, label_volume_error
 
     root, _ = trained
     folder = tmp_path / "model"

@@ -38,3 +38,34 @@ def test_volumetry_does_not_import_torch():
     code = "import ventkit.volumetry, ventkit.cli, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_inference_packages_never_import_training():
+    """Fitting and calibration live in training/; synthesis and segmentation only load what it wrote."""
+    for package in ("synthesis", "segmentation"):
+        for path in (PKG / package).rglob("*.py"):
+            assert not [m for m in _imports(path) if m.startswith("ventkit.training")], path
+
+
+def test_labels_io_and_volumetry_load_without_torch():
+    code = "import ventkit.labels, ventkit.io, ventkit.volumetry, ventkit.requirements, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_environment_is_read_in_paths_only():
+    """Every VENTKIT_* setting is read in ventkit/paths.py (nnU-Net's convention), nowhere else."""
+    for path in PKG.rglob("*.py"):
+        if path.name == "paths.py":
+            continue
+        text = path.read_text()
+        assert "environ.get(" not in text and "getenv(" not in text, f"{path} reads the environment"
+
+
+def test_slicer_modules_use_the_public_api_only():
+    """The modules call ventkit's public modules, never private names (leading underscore)."""
+    for module in ("VentSynth", "VentSegment"):
+        path = PKG.parent / module / f"{module}.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ventkit"):
+                assert not [a.name for a in node.names if a.name.startswith("_")], f"{path}: {node.module}"

@@ -320,7 +320,8 @@ def _export_tuned_decoder(args) -> None:
 
 
 def cmd_calibrate_mask(args) -> None:
-    from .synthesis.mask_generator import CALIBRATION_FILE, calibrate
+    from .synthesis.mask_generator import CALIBRATION_FILE
+    from .training.mask_calibration import calibrate
 
     cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device, args.data)
     for label, (target, before, after) in cal.get("label_offset_fit", {}).get("mean_voxels", {}).items():

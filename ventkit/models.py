@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from .errors import VentkitError
-
-MODELS_ENV = "VENTKIT_MODELS"
-
+from .paths import models_dir
 
 class WeightsError(VentkitError):
     """Weights that are missing, corrupted or do not match their model card."""
-
-
-def models_dir() -> Path:
-    """`$VENTKIT_MODELS`, else `Resources/Models` of this repository or extension."""
-    if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV])
-    return Path(__file__).resolve().parents[1] / "Resources" / "Models"
 
 
 def sha256_of(path: str | Path) -> str:

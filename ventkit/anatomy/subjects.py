@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..paths import DATA_ENV, label_maps_dir
 from ..io import NIFTI_SUFFIXES, NRRD_SUFFIXES, Volume, read_volume, reorient_to_ras, stem_of, suffix_of
 
-DATA_ENV = "VENTKIT_DATA"
 # Subjects of the shared SynthSeg label maps that no model ever trains on (25 %, spanning
 # 13-51 mL of natural ventricle volume); they are inflated to 100-300 mL for testing.
 HOLDOUT_SUBJECTS = ("training_seg_03", "training_seg_12", "training_seg_15", "training_seg_19")
@@ -19,14 +19,10 @@ HOLDOUT_FRACTION = 0.25
 
 
 def default_label_dir() -> Path:
-    """`$VENTKIT_DATA`, else `../shared/data/synthseg/label_maps` beside the working directory or repo."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    repo = Path(__file__).resolve().parents[2]
-    for base in (Path.cwd(), repo):
-        cand = base.parent / "shared" / "data" / "synthseg" / "label_maps"
-        if cand.is_dir():
-            return cand
+    """`paths.label_maps_dir()`: `$VENTKIT_DATA`, else the shared label maps; a clear error without either."""
+    found = label_maps_dir()
+    if found is not None:
+        return found
     raise InputError(DATA_ENV, "no label maps found: set $VENTKIT_DATA or pass --labels DIR "
                                "(e.g. SynthSeg's data/training_label_maps, or FreeSurfer aseg maps)")
 

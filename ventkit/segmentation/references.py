@@ -23,6 +23,7 @@ from ..anatomy.grid import sample_labels
 from ..errors import VentkitError
 from ..io import Volume, read_volume, write_volume
 from ..labels import VENTRICLE_IDS
+from ..paths import SAMSEG_ENV, SYNTHSEG_ENV, explicit_command, home_dir
 
 SYNTHSEG_COMMANDS = ("mri_synthseg", "SynthSeg_predict.py")
 SAMSEG_REQUIREMENT = "samseg==0.4a0"
@@ -30,7 +31,7 @@ SAMSEG_REQUIREMENT = "samseg==0.4a0"
 
 def find_synthseg() -> str | None:
     """Path of an installed SynthSeg command (`$VENTKIT_SYNTHSEG` first), or None."""
-    explicit = os.environ.get("VENTKIT_SYNTHSEG")
+    explicit = explicit_command(SYNTHSEG_ENV)
     if explicit:
         return explicit if Path(explicit).is_file() else None
     for cmd in SYNTHSEG_COMMANDS:
@@ -108,12 +109,12 @@ class InstalledSamseg(ExternalSegmenter):
 
 def samseg_venv() -> Path:
     """Where `ventkit install-samseg` puts SAMSEG: `$VENTKIT_HOME/samseg-venv` (default ~/.ventkit)."""
-    return Path(os.environ.get("VENTKIT_HOME", Path.home() / ".ventkit")) / "samseg-venv"
+    return home_dir() / "samseg-venv"
 
 
 def find_samseg() -> str | None:
     """Path of `run_samseg`: `$VENTKIT_SAMSEG`, then PATH, then ventkit's own SAMSEG environment."""
-    explicit = os.environ.get("VENTKIT_SAMSEG")
+    explicit = explicit_command(SAMSEG_ENV)
     if explicit:
         return explicit if Path(explicit).is_file() else None
     own = samseg_venv() / "bin" / "run_samseg"
