@@ -154,6 +154,8 @@ CASES: list[Case] = [
          "outside"),
     Case("render with 0 mm slices", lambda i: ["render", str(i.labels), "--out", str(i.out / "t1.nii.gz"),
                                                "--thickness", "0"], "above 0"),
+    Case("synth pair with 9-12 mm slices", lambda i: ["synth", "pair", "--volume", "60", "--backend", "anatomy",
+                                                      "--thickness", "9", "12", "--out", str(i.out)], "1 mm up to 8 mm"),
     # generator arguments
     Case("synth mask --n 0", lambda i: ["synth", "mask", "--volume", "100", "--n", "0", "--out", str(i.out)],
          "at least 1"),

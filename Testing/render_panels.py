@@ -135,9 +135,9 @@ def main() -> None:
         print(f"wrote {render_ventsynth(out, args.volume, args.seed, args.dataset_pairs)}")
     if "VentSegment" not in args.panels:
         return
-    from ventkit.segmentation.segment import default_model, model_folder
+    from ventkit.segmentation.segment import DEFAULT_MODEL, model_folder
 
-    model = args.segment_model or model_folder(default_model())
+    model = args.segment_model or model_folder(DEFAULT_MODEL)
     if Path(model).is_dir():
         print(f"wrote {render_ventsegment(out, str(model), args.volume, args.seed)}")
     else:

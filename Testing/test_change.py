@@ -19,6 +19,7 @@ from ventkit.cli import main
 from ventkit.errors import VentkitError
 from ventkit.io import Volume, write_volume
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
+from ventkit.volumetry import REPORT_ROWS, VolumeReport
 
 
 class TruthSegmenter:
@@ -93,10 +94,10 @@ def test_a_scan_that_fails_to_segment_writes_nothing(subjects, tmp_path, capsys)
 
 
 def test_the_change_interval_and_flag():
-    report = lambda v, sd: {"ventricles_ml": dict.fromkeys(("left_lateral", "right_lateral", "left_inferior_lateral",  # noqa: E731
-                                                            "right_inferior_lateral", "third", "fourth", "total"), v),
-                            "ventricles_sd_ml": dict.fromkeys(("left_lateral", "right_lateral", "left_inferior_lateral",
-                                                               "right_inferior_lateral", "third", "fourth", "total"), sd)}
+    def report(v, sd):
+        return VolumeReport("scan", [1.0] * 3, dict.fromkeys(REPORT_ROWS, v), 0.0, 0.0,
+                            ventricles_sd_ml=dict.fromkeys(REPORT_ROWS, sd))
+
     rows = {r["structure"]: r for r in compare(report(50.0, 1.0), report(56.0, 1.0), {"total": 2.0})}
     assert rows["total"]["change_ml"] == 6.0 and rows["total"]["change_percent"] == pytest.approx(12.0)
     assert rows["total"]["change_sd_ml"] == pytest.approx(np.sqrt(6.0))

@@ -1,6 +1,7 @@
 """SIGTERM during a `ventkit` command unwinds like Ctrl-C; afterwards, and in forked workers, it is as before."""
 import os
 import signal
+import sys
 
 from ventkit import cli
 
@@ -63,3 +64,21 @@ def test_cancel_ends_the_whole_process_tree(tmp_path):
     status = Path(f"/proc/{pid}/status")  # a killed orphan may linger as a zombie until reaped: dead all the same
     alive = status.is_file() and "\nState:\tZ" not in status.read_text()
     assert not alive and not job.running()
+
+
+def test_child_job_reports_the_childs_progress_and_log(tmp_path):
+    from ventkit.jobs import ChildJob
+
+    script = ("import sys, tqdm\n"
+              "print('starting', flush=True)\n"
+              "for _ in tqdm.tqdm(range(5), desc='segment', file=sys.stderr, mininterval=0): pass\n")
+    job = ChildJob([[sys.executable, "-c", script]], tmp_path)
+    job.wait()
+    assert job.succeeded()
+    assert job.progress() == (5, 5)
+    tail = job.tail()
+    assert tail.startswith("starting") and "\r" not in tail and "5/5" in tail.splitlines()[1]
+    (tmp_path / "plain").mkdir()
+    plain = ChildJob([[sys.executable, "-c", "print('no bar')"]], tmp_path / "plain")
+    plain.wait()
+    assert plain.progress() is None and plain.tail().startswith("no bar")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ventkit.anatomy.corpus import build_corpus
-from ventkit.models import models_dir
+from ventkit.paths import models_dir
 from ventkit.synthesis.image_model import ImageModelConfig, build_image_unet, normalize_intensities
 from ventkit.synthesis.mask_model import one_hot
 from ventkit.training.image import train_image_ae, train_image_ldm

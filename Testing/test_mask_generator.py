@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ventkit.anatomy.corpus import build_corpus
-from ventkit.models import WeightsError, models_dir
+from ventkit.models import WeightsError
+from ventkit.paths import models_dir
 from ventkit.synthesis.mask_generator import MaskGenerator, export_weights
 from ventkit.synthesis.mask_model import MaskModelConfig, build_unet, encode_volume
 from ventkit.training.latent import diffusion_weights
@@ -71,10 +72,18 @@ def test_seeds_reproduce_and_differ(trained):
     assert not np.array_equal(a.array, c.array)
 
 
-def test_out_of_range_request_is_clamped_with_a_warning(trained):
+def test_out_of_range_request_is_refused_and_another_guidance_warns(trained):
+    from ventkit.errors import InputError, VentkitWarning
+
     gen = MaskGenerator(trained[0] / "model", device="cpu")
-    with pytest.warns(UserWarning, match="outside the trained range"):
-        assert gen.clamp_volume(500) == 300
+    with pytest.raises(InputError, match="outside the trained range"):
+        gen.sample(500)
+    defaults = gen.defaults
+    assert defaults.volume_range_ml == tuple(gen.cfg.volume_range_ml)
+    if gen.calibration is not None:
+        assert (defaults.guidance, defaults.steps) == (gen.calibration["guidance"], gen.calibration["ddim_steps"])
+        with pytest.warns(VentkitWarning, match="not the calibrated"):
+            gen.sample(100, guidance=defaults.guidance + 1, steps=2)
 
 
 def test_corrupted_weights_are_rejected(trained, tmp_path):
@@ -274,9 +283,9 @@ def test_finer_spacing_keeps_the_field_of_view_and_the_map(trained, tmp_path, mo
     # the same drawn map: per-label volumes agree up to boundary interpolation
     a, b = ventricle_volumes_ml(coarse), ventricle_volumes_ml(fine)
     assert abs(a["total"] - b["total"]) <= 0.15 * a["total"] + 1.0
-    with pytest.raises(InputError, match="--spacing"):
+    with pytest.raises(InputError, match="spacing"):
         gen.sample(80.0, 1, spacing_mm=10.0)
-    with pytest.raises(InputError, match="--spacing"):
+    with pytest.raises(InputError, match="spacing"):
         DiffusionSynthesizer(mask_model=root / "model", spacing_mm=0.1)
     # a training appearance: randomized contrast and thick slices, said in the pair's info
     synth = DiffusionSynthesizer(mask_model=root / "model", steps=3, spacing_mm=2.5,
@@ -284,9 +293,9 @@ def test_finer_spacing_keeps_the_field_of_view_and_the_map(trained, tmp_path, mo
     pair = synth.sample(80.0, seed=1)
     assert pair.info["contrast"] == "random" and 4.0 <= pair.info["thickness_mm"] <= 6.0
     assert pair.image.array.shape == pair.segmentation.array.shape and pair.info["spacing_mm"][0] == 2.5
-    with pytest.raises(InputError, match="--thickness"):
+    with pytest.raises(InputError, match="thickness"):
         Appearance("t1", (0.2, 1.0))
-    with pytest.raises(InputError, match="--acquisition"):
+    with pytest.raises(InputError, match="acquisition"):
         Appearance("t1", acquisition="blurry")
 
 

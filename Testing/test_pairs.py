@@ -21,7 +21,7 @@ def test_pair_hits_volume_and_is_reproducible(synth):
     a, b = synth.sample(120.0, seed=5), synth.sample(120.0, seed=5)
     np.testing.assert_array_equal(a.image.array, b.image.array)
     assert a.info["subject"] not in HOLDOUT_SUBJECTS and a.info["backend"] == "anatomy"
-    measured = volume_report(a.segmentation)["ventricles_total_ml"]
+    measured = volume_report(a.segmentation).total_ml
     assert abs(measured - 120.0) <= 0.03 * 120.0
     assert set(np.unique(a.segmentation.array)) <= {lab.id for lab in SEGMENTATION_LABELS} | {0}
     np.testing.assert_allclose(a.image.affine, a.segmentation.affine)

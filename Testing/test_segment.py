@@ -22,6 +22,7 @@ from ventkit.anatomy.corpus import build_corpus
 from ventkit.segmentation.segment import (SYNTHSEG_RECIPE, check_uncertainty, load_segmenter, model_folder,
                                          segment_file, uncertainty_of)
 from ventkit.training.segmenter import prepare, use_run_folder
+from ventkit.volumetry import VolumeReport
 from ventkit.training.uncertainty import calibrate_uncertainty
 
 
@@ -91,12 +92,12 @@ def test_volumes_are_voxel_counts(scan, segmenter, tmp_path):
     vol = thick_slices(scan)
     result = segment_file(write_volume(vol, tmp_path / "s.nii.gz"), tmp_path / "out", segmenter)
     labels = np.asarray(nib.load(str(result.files["labels"])).dataobj)
-    report = json.loads(result.files["json"].read_text())
+    report = VolumeReport.from_dict(json.loads(result.files["json"].read_text()))
     voxel_ml = 1 * 1 * 5 / 1000
-    assert report["ventricles_total_ml"] == pytest.approx(np.isin(labels, VENTRICLE_IDS).sum() * voxel_ml, abs=1e-3)
-    assert report["ventricles_ml"]["left_lateral"] == pytest.approx((labels == 4).sum() * voxel_ml, abs=1e-3)
+    assert report.total_ml == pytest.approx(np.isin(labels, VENTRICLE_IDS).sum() * voxel_ml, abs=1e-3)
+    assert report.ventricles_ml["left_lateral"] == pytest.approx((labels == 4).sum() * voxel_ml, abs=1e-3)
     csv_rows = dict(line.split(",") for line in result.files["csv"].read_text().splitlines()[1:])
-    assert float(csv_rows["total"]) == pytest.approx(report["ventricles_total_ml"], abs=1e-3)
+    assert float(csv_rows["total"]) == pytest.approx(report.total_ml, abs=1e-3)
 
 
 @pytest.mark.parametrize("array,problem", [
@@ -243,19 +244,16 @@ def test_resumed_run_keeps_its_settings(tmp_path):
         train_segmenter([tmp_path / "data"], run, "X", epochs=6, iterations=1, device="cpu")
 
 
-def test_default_model_is_augmented_or_the_best_shipped(tmp_path, monkeypatch):
-    from ventkit.segmentation.segment import default_model
+def test_shipped_models_offer_the_baselines_only_on_request(tmp_path, monkeypatch):
+    from ventkit.segmentation.segment import shipped_models
 
     monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path))
-    said = []
-    assert default_model(said.append) == "augmented" and not said  # nothing shipped: the loader says what is missing
-    for name in ("real", "synthetic"):
+    assert shipped_models() == []
+    for name in ("synthetic", "real", "augmented", "synthseg_recipe"):
         (tmp_path / f"ventsegment_{name}").mkdir()
         (tmp_path / f"ventsegment_{name}" / "model_card.json").write_text("{}")
-    assert default_model(said.append) == "synthetic" and "augmented model is not shipped" in said[0]
-    (tmp_path / "ventsegment_augmented").mkdir()
-    (tmp_path / "ventsegment_augmented" / "model_card.json").write_text("{}")
-    assert default_model(said.append) == "augmented" and len(said) == 1
+    assert shipped_models() == ["augmented", "real", "synthetic", "synthseg_recipe"]
+    assert shipped_models(baselines=False) == ["augmented", "real"]
 
 
 def test_ce_class_weights_favour_small_ventricles_then_anneal_to_plain_ce():
@@ -343,11 +341,11 @@ def test_new_metrics_reach_both_cards_of_a_shipped_model(tiny_model, tmp_path):
 
 def test_uncertainty_reports_an_sd_per_volume(scan, segmenter, tmp_path):
     result = segment_file(write_volume(scan, tmp_path / "s.nii.gz"), tmp_path / "out", segmenter, uncertainty=True)
-    report = json.loads(result.files["json"].read_text())
-    assert set(report["ventricles_sd_ml"]) == set(report["ventricles_ml"])
-    assert all(v >= 0 for v in report["ventricles_sd_ml"].values())
-    assert report["uncertainty"]["method"].startswith("test-time mirroring")
-    assert not report["uncertainty"]["calibrated"]
+    report = VolumeReport.from_dict(json.loads(result.files["json"].read_text()))
+    assert set(report.ventricles_sd_ml) == set(report.ventricles_ml)
+    assert all(v >= 0 for v in report.ventricles_sd_ml.values())
+    assert report.uncertainty["method"].startswith("test-time mirroring")
+    assert not report.uncertainty["calibrated"]
     header = result.files["csv"].read_text().splitlines()[0]
     assert header == "structure,volume_ml,sd_ml"
 

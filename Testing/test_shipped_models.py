@@ -15,10 +15,10 @@ from ventkit.evaluation import build_holdout, holdout_cases, score
 from ventkit.io import read_volume
 from ventkit.labels import VENTRICLE_IDS
 from ventkit.models import read_card
-from ventkit.segmentation.segment import SYNTHSEG_RECIPE, load_segmenter, model_folder, shipped_models
+from ventkit.segmentation.segment import load_segmenter, model_folder, shipped_models
 
 # the VentSegment models and the SynthSeg-recipe baseline (`--model synthseg` without mri_synthseg)
-SHIPPED = shipped_models() + [SYNTHSEG_RECIPE] * (model_folder(SYNTHSEG_RECIPE) / "model_card.json").is_file()
+SHIPPED = shipped_models()
 MIN_FOUND_ML = 5.0  # enlarged ventricles, any contrast
 
 
@@ -71,7 +71,7 @@ def test_augmented_errs_less_than_real_on_enlarged_ventricles(scores):
 
 
 def test_every_shipped_weights_file_has_its_card_beside_it():
-    from ventkit.models import models_dir
+    from ventkit.paths import models_dir
 
     weights = [p for ext in ("*.pt", "*.pth") for p in models_dir().rglob(ext)]
     for path in weights:

@@ -74,6 +74,21 @@ def test_segment_gives_named_segments_and_table_on_input_geometry(scene, scan, l
     assert left == pytest.approx((labels.array == 4).sum() * ref.voxel_ml, abs=0.01)
 
 
+def test_an_edited_segmentation_is_remeasured(scene, scan, logic):
+    node = add_volume_node(scan, "case")
+    seg, table, _ = logic.segmentAndLoad(node, reference="none", device="cpu")
+    before = float(table_column(table, "VentSegment (mL)")["Total"])
+    segmentation = seg.GetSegmentation()
+    first = segmentation.GetNthSegmentID(0)
+    drawn = logic.segmentationLabels(seg, node)
+    erased = (drawn.array == segmentation.GetSegment(first).GetLabelValue()).sum() * drawn.voxel_ml
+    assert erased > 0
+    segmentation.RemoveSegment(first)  # an edit: one structure erased
+    report = logic.remeasure(seg, node, table)
+    after = float(table_column(table, "VentSegment (mL)")["Total"])
+    assert after == pytest.approx(before - erased, rel=1e-4) and report.total_ml == pytest.approx(after, rel=1e-4)
+
+
 def test_ras_and_lps_nodes_give_the_same_anatomy(scene, scan, logic, tmp_path):
     results = []
     for lps in (False, True):
@@ -142,10 +157,11 @@ def test_module_self_test_runs_under_slicer_core(scene):
 
 def test_model_choice_lists_the_shipped_models_only(tmp_path, monkeypatch):
     monkeypatch.setenv("VENTKIT_MODELS", str(tmp_path))
-    for name in ("real", "augmented"):
+    for name in ("real", "augmented", "synthetic"):
         (tmp_path / f"ventsegment_{name}").mkdir()
         (tmp_path / f"ventsegment_{name}" / "model_card.json").write_text("{}")
-    assert VentSegment.VentSegmentLogic.availableModels() == ["augmented", "real"]
+    assert VentSegment.VentSegmentLogic.availableModels() == ["augmented", "real"]  # the baseline on request only
+    assert VentSegment.VentSegmentLogic.availableModels(baselines=True) == ["augmented", "real", "synthetic"]
 
 
 def test_reference_is_its_own_segmentation_and_defaults_to_none_without_references(scene, scan, logic,

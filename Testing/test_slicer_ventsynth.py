@@ -11,7 +11,7 @@ from slicer_harness import load_module
 
 from ventkit.io import read_volume
 from ventkit.labels import LABEL_BY_ID
-from ventkit.models import models_dir
+from ventkit.paths import models_dir
 
 VentSynth = load_module("VentSynth")
 

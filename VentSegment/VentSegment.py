@@ -26,10 +26,30 @@ PARAMETER_DEFAULTS = {"Model": "augmented", "Reference": "none", "Device": "auto
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 RESEARCH_ONLY = "<p><b>For research use only</b>: not a medical device; do not base clinical decisions on it.</p>"
 # SNOMED CT codes (Slicer's terminology format) for the ventricles; laterality as anatomic region modifier
-TERMINOLOGY_TYPES = {4: ("66720007", "Lateral ventricle", "7771000", "Left"),
-                     43: ("66720007", "Lateral ventricle", "24028007", "Right"),
-                     14: ("49653007", "Third ventricle", None, None),
-                     15: ("35918002", "Fourth ventricle", None, None)}
+TERMINOLOGY_FILE = os.path.join(os.path.dirname(__file__), "Resources", "Terminology",
+                                "SegmentationCategoryTypeModifier-VentSegment.term.json")
+# FreeSurfer label -> (type, modifier) of TERMINOLOGY_FILE, whose codes are SNOMED CT where Slicer's
+# anatomy list has them (the inferior lateral ventricle has a private 99VENTKIT code)
+TERMINOLOGY_TYPES = {4: ("Lateral ventricle", "Left"), 43: ("Lateral ventricle", "Right"),
+                     5: ("Inferior lateral ventricle", "Left"), 44: ("Inferior lateral ventricle", "Right"),
+                     14: ("Third ventricle", None), 15: ("Fourth ventricle", None)}
+
+
+def terminologyEntries():
+    """FreeSurfer label -> Slicer terminology entry string (context~category~type~modifier~~~) from
+    TERMINOLOGY_FILE."""
+    with open(TERMINOLOGY_FILE, encoding="utf-8") as fh:
+        terminology = json.load(fh)
+    code = lambda c: f"{c['CodingSchemeDesignator']}^{c['CodeValue']}^{c['CodeMeaning']}"  # noqa: E731
+    category = terminology["SegmentationCodes"]["Category"][0]
+    types = {t["CodeMeaning"]: t for t in category["Type"]}
+    entries = {}
+    for label, (typeName, modifierName) in TERMINOLOGY_TYPES.items():
+        t = types[typeName]
+        modifier = next((m for m in t.get("Modifier", []) if m["CodeMeaning"] == modifierName), None)
+        entries[label] = (f"{terminology['SegmentationCategoryTypeContextName']}~{code(category)}~{code(t)}~"
+                          + (code(modifier) if modifier else "^^") + "~~^^~^^")
+    return entries
 
 
 #
@@ -85,6 +105,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VentSegmentLogic()
+        slicer.modules.terminologies.logic().LoadTerminologyFromFile(TERMINOLOGY_FILE)
         for combo, items in ((self.ui.modelComboBox, self.logic.availableModels()),
                              (self.ui.referenceComboBox, self.logic.availableReferences()),
                              (self.ui.deviceComboBox, DEVICES)):
@@ -94,8 +115,11 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.exportTableButton.connect("clicked(bool)", self.onExportTable)
         self.ui.exportSegmentationButton.connect("clicked(bool)", self.onExportSegmentation)
+        self.ui.remeasureButton.connect("clicked(bool)", self.onRemeasure)
         self.ui.batchButton.connect("clicked(bool)", self.onBatch)
         self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+        self.ui.baselinesCheckBox.connect("toggled(bool)", self.onBaselinesToggled)
+        self.ui.installSamsegButton.connect("clicked(bool)", self.onInstallSamseg)
         for widget, signal in ((self.ui.inputVolumeSelector, "currentNodeChanged(vtkMRMLNode*)"),
                                (self.ui.modelComboBox, "currentTextChanged(QString)"),
                                (self.ui.referenceComboBox, "currentTextChanged(QString)"),
@@ -106,7 +130,10 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer = qt.QTimer()
         self.timer.setInterval(500)
         self.timer.connect("timeout()", self.onPoll)
+        # a running job ends with the scene it would add to, and with Slicer
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.onCancel())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.updateGUIFromParameterNode())
+        slicer.app.connect("aboutToQuit()", self.onCancel)
         self.updateGUIFromParameterNode()
 
     def cleanup(self):
@@ -126,6 +153,8 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self._updatingGUI = False
         running = self.job is not None
+        self.ui.installSamsegButton.visible = "samseg" not in self.logic.availableReferences()
+        self.ui.installSamsegButton.enabled = not running
         self.ui.segmentButton.enabled = not running and p.GetNodeReference("InputVolume") is not None
         self.ui.cancelButton.enabled = running
         self.ui.resultsTableView.setMRMLTableNode(p.GetNodeReference("OutputTable"))
@@ -159,6 +188,14 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         return True
 
+    def onBaselinesToggled(self, shown):
+        """Offer the synthetic-only baseline (or not); the default model stays selected where it was."""
+        current = self.ui.modelComboBox.currentText
+        self.ui.modelComboBox.clear()
+        self.ui.modelComboBox.addItems(self.logic.availableModels(baselines=shown))
+        models = [self.ui.modelComboBox.itemText(i) for i in range(self.ui.modelComboBox.count)]
+        self.ui.modelComboBox.currentText = current if current in models else self.logic.defaultModel()
+
     def onSegment(self):
         if not self.ensureDependencies():
             return
@@ -179,9 +216,15 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPoll(self):
         if self.job is None:
             return
-        if self.job.running():
+        running = self.job.running()
+        self.ui.logTextEdit.setPlainText(self.job.tail())
+        if running:
             if getattr(self.job, "batch", False):
                 self.ui.progressBar.value = self.logic.batchDone(self.job)
+            elif self.job.progress():  # the child's own progress line (TTA passes, SAMSEG's steps, ...)
+                done, total = self.job.progress()
+                self.ui.progressBar.setRange(0, total)
+                self.ui.progressBar.value = done
             return
         self.timer.stop()
         job, self.job = self.job, None
@@ -190,6 +233,9 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if getattr(job, "change", False):
             self.finishCompare(job)
+            return
+        if getattr(job, "install", False):
+            self.finishInstall(job)
             return
         self.ui.progressBar.setRange(0, 1)
         self.ui.progressBar.value = 1
@@ -244,6 +290,28 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job.cleanup()
         self.updateGUIFromParameterNode()
 
+    def onInstallSamseg(self):
+        if not self.ensureDependencies():
+            return
+        self.job = self.logic.startSamsegInstall()
+        self.ui.progressBar.setRange(0, 0)  # busy: pip reports no overall progress
+        self.ui.statusLabel.text = "Installing SAMSEG (several minutes; needs the package index)..."
+        self.timer.start()
+        self.updateGUIFromParameterNode()
+
+    def finishInstall(self, job):
+        self.ui.progressBar.setRange(0, 1)
+        self.ui.progressBar.value = int(job.succeeded())
+        if job.succeeded():
+            self.ui.referenceComboBox.clear()
+            self.ui.referenceComboBox.addItems(self.logic.availableReferences())
+            self.ui.statusLabel.text = "SAMSEG installed: choose it as the reference"
+        else:
+            self.ui.statusLabel.text = "Failed"
+            slicer.util.errorDisplay(f"Installing SAMSEG failed (offline?):\n{job.output()[-2000:]}")
+        job.cleanup()
+        self.updateGUIFromParameterNode()
+
     def finishBatch(self, job):
         self.ui.progressBar.value = self.logic.batchDone(job)
         if job.succeeded():
@@ -270,6 +338,14 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = qt.QFileDialog.getSaveFileName(None, "Export volumes", "ventricle_volumes.csv", "CSV (*.csv)")
         if table and path:
             self.logic.exportTable(table, path)
+
+    def onRemeasure(self):
+        p = self.logic.getParameterNode()
+        seg, table = p.GetNodeReference("OutputSegmentation"), p.GetNodeReference("OutputTable")
+        if seg and table:
+            report = self.logic.remeasure(seg, p.GetNodeReference("InputVolume"), table)
+            self.ui.statusLabel.text = f"Re-measured the edited segmentation: {report.total_ml:.1f} mL in all"
+            self.ui.warningLabel.text = ""
 
     def onExportSegmentation(self):
         p = self.logic.getParameterNode()
@@ -355,21 +431,17 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def defaultModel():
-        """augmented; until it is shipped, the best shipped model."""
-        try:
-            from ventkit.segmentation.segment import default_model
-        except ImportError:  # dependencies not installed yet
-            return PARAMETER_DEFAULTS["Model"]
-        return default_model(notify=logging.info)
+        return PARAMETER_DEFAULTS["Model"]
 
     @staticmethod
-    def availableModels():
-        """The models of MODELS that are shipped (all of them until the dependencies are installed)."""
+    def availableModels(baselines=False):
+        """The shipped models of MODELS (all of them until the dependencies are installed); the paper's
+        synthetic-only baseline only with `baselines` (its card: not for measuring patients)."""
         try:
             from ventkit.segmentation.segment import shipped_models
         except ImportError:
-            return list(MODELS)
-        return [m for m in MODELS if m in shipped_models()] or list(MODELS)
+            return [m for m in MODELS if baselines or m != "synthetic"]
+        return [m for m in MODELS if m in shipped_models(baselines)] or list(MODELS)
 
     # dependencies: ventkit's own list (pyproject.toml, read by ventkit.requirements)
     def missingPackages(self):
@@ -432,18 +504,19 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
     def loadResults(self, job, thresholdPercent=10.0):
         """Segmentation node + table node from a finished job; raises with ventkit's message on failure."""
         from ventkit.io import read_volume
+        from ventkit.volumetry import VolumeReport
 
         if not job.succeeded():
             raise RuntimeError(f"ventkit segment failed:\n{job.output()[-2000:]}")
         reports = []
         for sub in ("model", "reference")[: len(job.commands)]:
             with open(os.path.join(job.work_dir, sub, "scan_volumes.json")) as fh:
-                reports.append(json.load(fh))
+                reports.append(VolumeReport.from_dict(json.load(fh)))
         name = job.volumeNode.GetName()
         segs = []
         for sub, report in zip(("model", "reference"), reports):
             labels = read_volume(os.path.join(job.work_dir, sub, "scan_ventricles.nii.gz"), labels=True)
-            title = f"{name} ventricles" + ("" if sub == "model" else f" ({report['model']})")
+            title = f"{name} ventricles" + ("" if sub == "model" else f" ({report.model})")
             segs.append(self.labelsToSegmentation(labels, job.volumeNode, title))
         if len(segs) > 1:  # the reference beside ours, outlined only, so that both can be seen
             segs[1].GetDisplayNode().SetVisibility2DFill(False)
@@ -452,7 +525,7 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         warnings = self.fillVolumesTable(table, reports[0], reports[1] if len(reports) > 1 else None,
                                          thresholdPercent)
         job.referenceSegmentation = segs[1] if len(segs) > 1 else None
-        return segs[0], table, reports[0].get("warnings", []) + warnings
+        return segs[0], table, reports[0].warnings + warnings
 
     def segmentAndLoad(self, volumeNode, model=None, reference="synthseg", device="auto",
                        thresholdPercent=10.0, uncertainty=False):
@@ -487,70 +560,38 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         finally:
             scene.RemoveNode(labelmap)
         segmentation = seg.GetSegmentation()
+        entries = terminologyEntries()
         for i, value in enumerate(sorted(present)):  # the import makes one segment per value, in order
             segment = segmentation.GetNthSegment(i)
             label = LABEL_BY_ID[value]
             segment.SetName(label.name.capitalize())
             segment.SetColor(*[c / 255 for c in label.rgb])
             segment.SetLabelValue(value)
-            if value in TERMINOLOGY_TYPES:
-                segment.SetTag("TerminologyEntry", self.terminologyEntry(*TERMINOLOGY_TYPES[value], label.rgb))
+            if value in entries:
+                segment.SetTag("TerminologyEntry", entries[value])
         return seg
 
-    @staticmethod
-    def terminologyEntry(code, meaning, modifierCode, modifierMeaning, rgb):
-        modifier = f"SCT^{modifierCode}^{modifierMeaning}" if modifierCode else "^^"
-        return ("Segmentation category and type - 3D Slicer General Anatomy list"
-                f"~SCT^123037004^Anatomical Structure~SCT^{code}^{meaning}~{modifier}"
-                "~Anatomic codes - DICOM master list~^^~^^")
-
     def fillVolumesTable(self, table, report, reference=None, thresholdPercent=10.0):
-        """Structure | VentSegment (mL) | its SD (mL, with an uncertainty) | reference (mL) | difference;
-        returns disagreement warnings."""
-        from ventkit.segmentation.segment import REPORT_ROWS
-
-        refName = reference["model"] if reference else "reference"
-        sd = report.get("ventricles_sd_ml")
-        columns = ["Structure", "VentSegment (mL)", *(["VentSegment SD (mL)"] if sd else []), f"{refName} (mL)",
-                   "Difference (mL)", "Difference (%)"]
-        arrays = []
-        for title in columns:  # numbers as numbers (sortable, exported as they are); blank cells are NaN
-            a = vtk.vtkStringArray() if title == "Structure" else vtk.vtkDoubleArray()
+        """Structure | VentSegment (mL) | its SD (mL, with an uncertainty) | reference (mL) | difference, from
+        two `VolumeReport`s (see its `compare`); returns the disagreement warnings."""
+        rows, warnings = report.compare(reference, thresholdPercent)
+        refName = (reference.model or "reference") if reference else "reference"
+        sd = report.ventricles_sd_ml is not None
+        columns = [("Structure", "structure"), ("VentSegment (mL)", "ours"), *([("VentSegment SD (mL)", "sd")] if sd else []),
+                   (f"{refName} (mL)", "theirs"), ("Difference (mL)", "difference_ml"), ("Difference (%)", "difference_percent")]
+        table.RemoveAllColumns()
+        for title, key in columns:  # numbers as numbers (sortable, exported as they are); blank cells are NaN
+            a = vtk.vtkStringArray() if key == "structure" else vtk.vtkDoubleArray()
             a.SetName(title)
-            arrays.append(a)
-        warnings = []
-        nan = float("nan")
-
-        def row(name, ours, theirs, spread=None):
-            diff = nan if theirs is None else ours - theirs
-            pct = nan if theirs in (None, 0) else 100 * (ours - theirs) / theirs
-            values = [name, ours, *([nan if spread is None else spread] if sd else []),
-                      nan if theirs is None else theirs, diff, pct]
-            for a, v in zip(arrays, values):
-                a.InsertNextValue(v if isinstance(v, str) else round(v, 4))
-
-        for key in REPORT_ROWS:
-            ours = report["ventricles_ml"][key]
-            theirs = reference["ventricles_ml"][key] if reference else None
-            row(key.replace("_", " ").capitalize(), ours, theirs, spread=sd[key] if sd else None)
-            if theirs is not None and key in ("total", "left_lateral", "right_lateral") and \
-                    abs(ours - theirs) > max(1.0, thresholdPercent / 100 * theirs):
-                warnings.append(f"{key.replace('_', ' ').capitalize()}: VentSegment {ours:.1f} mL vs "
-                                f"{refName} {theirs:.1f} mL (more than {thresholdPercent:g} % apart)")
-        for key, title in (("lateral_asymmetry_percent", "Lateral asymmetry L-R (%)"),
-                           ("left_right_asymmetry_percent", "Left-right asymmetry (%)")):
-            row(title, report[key], reference[key] if reference else None)
-        evans = (report.get("evans") or {}).get("evans_index")
-        refEvans = ((reference or {}).get("evans") or {}).get("evans_index")
-        if evans is not None or refEvans is not None:
-            row("Evans index", nan if evans is None else evans, refEvans)
-        table.SetAttribute("VentSegment.Notes", "" if evans is not None else (
+            for r in rows:
+                value = r[key]
+                a.InsertNextValue(value if key == "structure" else float("nan") if value is None else round(value, 4))
+            table.AddColumn(a)
+        refEvans = reference.evans_index if reference else None
+        table.SetAttribute("VentSegment.Notes", "" if report.evans_index is not None else (
             "Evans index: not measured by VentSegment, which segments the ventricles only (the index needs the "
             "thalami, for the frontal horns' level)" + ("; the reference's is in the table" if refEvans is not None
                                                         else "")))
-        table.RemoveAllColumns()
-        for a in arrays:
-            table.AddColumn(a)
         return warnings
 
     # export and batch
@@ -569,7 +610,6 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
 
     def exportSegmentation(self, seg, referenceVolumeNode, path):
         """NIfTI label map on the reference volume's grid (FreeSurfer label values), or `.seg.nrrd`."""
-        import numpy as np
         from ventkit.io import Volume, write_volume
 
         if path.endswith(".seg.nrrd"):
@@ -578,6 +618,15 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             if not storage.WriteData(seg):
                 raise RuntimeError(f"could not write {path}")
             return path
+        labels = self.segmentationLabels(seg, referenceVolumeNode)
+        write_volume(Volume(labels.array, labels.affine, path), path)
+        return path
+
+    def segmentationLabels(self, seg, referenceVolumeNode):
+        """The segmentation as it is now (after any editing) as a FreeSurfer label map on the volume's grid."""
+        import numpy as np
+        from ventkit.io import Volume
+
         ref = volumeFromNode(referenceVolumeNode)
         out = np.zeros(ref.array.shape, np.int16)
         segmentation = seg.GetSegmentation()
@@ -585,8 +634,17 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
             segmentId = segmentation.GetNthSegmentID(i)
             mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, segmentId, referenceVolumeNode)
             out[mask.transpose(2, 1, 0) > 0] = segmentation.GetSegment(segmentId).GetLabelValue()
-        write_volume(Volume(out, ref.affine, path), path)
-        return path
+        return Volume(out, ref.affine, referenceVolumeNode.GetName())
+
+    def remeasure(self, seg, referenceVolumeNode, table):
+        """Refill `table` with the volumes of the segmentation as edited (no reference, no SD: those were of
+        the segmentation as drawn); returns the new report."""
+        from ventkit.volumetry import volume_report
+
+        report = volume_report(self.segmentationLabels(seg, referenceVolumeNode), structures=False)
+        report.model = "VentSegment, edited"
+        self.fillVolumesTable(table, report)
+        return report
 
     def startBatch(self, folder, csvPath, model=None, device="auto"):
         """Start `ventkit batch` on every scan of `folder` in a child process: label maps and reports go to
@@ -605,6 +663,15 @@ class VentSegmentLogic(ScriptedLoadableModuleLogic):
         command += ["--model-dir", self.modelDir] if self.modelDir and model in MODELS else ["--model", model]
         job = ChildJob([command], tempfile.mkdtemp(prefix="VentSegment_"))
         job.batch, job.expected, job.outDir, job.csvPath = True, len(scans), outDir, csvPath
+        return job
+
+    def startSamsegInstall(self):
+        """Start `ventkit install-samseg` in a child process (Cancel stops it; a partial install is removed)."""
+        from ventkit.jobs import ChildJob, ventkit_command
+
+        job = ChildJob([ventkit_command("install-samseg", python=self.pythonExecutable)],
+                       tempfile.mkdtemp(prefix="VentSegment_"))
+        job.install = True
         return job
 
     def startChange(self, baselineNode, followupNode, model=None, device="auto"):
@@ -696,14 +763,23 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         s = seg.GetSegmentation()
         names = sorted(s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments()))
         self.assertEqual(names, ["3rd ventricle", "Left lateral ventricle", "Right lateral ventricle"])
+        entries = {}
+        for i in range(s.GetNumberOfSegments()):
+            entry = vtk.reference("")
+            self.assertTrue(s.GetNthSegment(i).GetTag("TerminologyEntry", entry))
+            entries[s.GetNthSegment(i).GetName()] = str(entry)
+        self.assertIn("~SCT^66720007^Lateral ventricle~SCT^7771000^Left~", entries["Left lateral ventricle"])
+        self.assertIn("~SCT^49653007^Third ventricle~^^~", entries["3rd ventricle"])
+        self.assertTrue(all(e.startswith("Segmentation category and type - VentSegment ventricles~")
+                            for e in entries.values()))
 
     def test_TableVolumesAndWarnings(self):
-        from ventkit.volumetry import volume_report
+        from ventkit.volumetry import VolumeReport, volume_report
 
         report = volume_report(self._labels())
-        reference = json.loads(json.dumps(report))
-        reference["model"] = "SynthSeg"
-        reference["ventricles_ml"]["total"] *= 1.5
+        reference = VolumeReport.from_dict(json.loads(json.dumps(report.to_dict())))
+        reference.model = "SynthSeg"
+        reference.ventricles_ml["total"] *= 1.5
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
         warnings = VentSegmentLogic().fillVolumesTable(table, report, reference, 10.0)
         self.assertAlmostEqual(table.GetTable().GetValue(0, 1).ToDouble(), 1.8)
@@ -714,7 +790,7 @@ class VentSegmentTest(ScriptedLoadableModuleTest):
         from ventkit.volumetry import volume_report
 
         report = volume_report(self._labels())
-        report["ventricles_sd_ml"] = {k: 0.25 for k in report["ventricles_ml"]}
+        report.ventricles_sd_ml = {k: 0.25 for k in report.ventricles_ml}
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode")
         VentSegmentLogic().fillVolumesTable(table, report)
         self.assertEqual(table.GetTable().GetColumn(2).GetName(), "VentSegment SD (mL)")

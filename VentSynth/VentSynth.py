@@ -20,7 +20,7 @@ from slicer.util import VTKObservationMixin
 from VentSegment import VentSegmentLogic, nodeGeometryFromAffine
 
 DEVICES = ("auto", "cpu", "cuda")
-PARAMETER_DEFAULTS = {"VolumeMl": "150", "Seed": "0", "RandomSeed": "false", "Count": "1", "Guidance": "3.0",
+PARAMETER_DEFAULTS = {"VolumeMl": "150", "Seed": "0", "RandomSeed": "false", "Count": "1", "Guidance": "3",
                       "Steps": "50", "Device": "auto", "LabelMaps": "", "BatchCount": "100",
                       "BatchVolumes": "uniform:5:300", "BatchFolder": ""}
 
@@ -99,7 +99,10 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer = qt.QTimer()
         self.timer.setInterval(500)
         self.timer.connect("timeout()", self.onPoll)
+        # a running job ends with the scene it would add to, and with Slicer
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.onCancel())
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.updateGUIFromParameterNode())
+        slicer.app.connect("aboutToQuit()", self.onCancel)
         self.updateGUIFromParameterNode()
 
     def cleanup(self):
@@ -197,7 +200,9 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.job is None:
             return
         self.ui.progressBar.value = int(100 * self.logic.progress(self.job))
-        if self.job.running():
+        running = self.job.running()
+        self.ui.logTextEdit.setPlainText(self.job.tail())
+        if running:
             return
         self.timer.stop()
         job, self.job = self.job, None
@@ -252,21 +257,33 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         node = ScriptedLoadableModuleLogic.getParameterNode(self)
+        defaults = self.samplingDefaults()
         for key, value in PARAMETER_DEFAULTS.items():
             if not node.GetParameter(key):
-                node.SetParameter(key, value)
+                node.SetParameter(key, {"Guidance": f"{defaults.guidance:g}" if defaults else value,
+                                        "Steps": str(defaults.steps) if defaults else value}.get(key, value))
         return node
 
-    def volumeRangeMl(self):
-        """The ventricle volumes (mL) the synthesizer can draw: the shipped mask generator's trained range."""
+    def samplingDefaults(self):
+        """The shipped mask generator's calibrated guidance, steps and volume range (ventkit's one source of
+        them), or None while it is not shipped or the dependencies are not installed."""
         try:
-            from ventkit.models import models_dir, read_card
-            from ventkit.synthesis.pairs import AnatomySynthesizer
+            from ventkit.synthesis.mask_generator import sampling_defaults
         except ImportError:  # dependencies not installed yet
+            return None
+        return sampling_defaults() if self.backendIsDiffusion() else None
+
+    def volumeRangeMl(self):
+        """The ventricle volumes (mL) the synthesizer can draw: the shipped mask generator's trained range,
+        or the anatomy backend's."""
+        defaults = self.samplingDefaults()
+        if defaults is not None:
+            return defaults.volume_range_ml
+        try:
+            from ventkit.anatomy.ventricles import MAX_ML, MIN_ML
+        except ImportError:  # before the dependencies are installed, the anatomy backend's range as it stands
             return 5.0, 300.0
-        if self.backendIsDiffusion():
-            return tuple(read_card(models_dir() / "mask_generator")["config"]["volume_range_ml"])
-        return AnatomySynthesizer.volume_range_ml
+        return MIN_ML, MAX_ML
 
     def backendIsDiffusion(self):
         """The mask diffusion generator is shipped; guidance, steps and device apply to the generators only."""
@@ -281,29 +298,36 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
 
         return ventkit_command(*args, *(["--labels", labelMaps] if labelMaps else []), python=self.pythonExecutable)
 
-    def startSynthesis(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=3.0, steps=50):
+    def _backendOptions(self, device, guidance, steps):
+        """The options of the backend in use: the generators' guidance, steps and device, or the anatomy
+        backend's grid (each backend ignores the other's)."""
+        if not self.backendIsDiffusion():
+            return ["--grid", self.grid]
+        return ["--device", device, *(["--guidance", f"{guidance:g}"] if guidance else []),
+                *(["--steps", steps] if steps else [])]
+
+    def startSynthesis(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=None, steps=None):
         """Start `ventkit synth pair` into a temporary folder; returns the job."""
         from ventkit.jobs import ChildJob
 
         workDir = tempfile.mkdtemp(prefix="VentSynth_")
         command = self._command("synth", "pair", "--volume", f"{volumeMl:g}", "--n", count, "--seed", seed,
-                                "--grid", self.grid, "--device", device, "--guidance", f"{guidance:g}",
-                                "--steps", steps, "--out", os.path.join(workDir, "pairs"), labelMaps=labelMaps)
+                                *self._backendOptions(device, guidance, steps), "--out",
+                                os.path.join(workDir, "pairs"), labelMaps=labelMaps)
         job = ChildJob([command], workDir)
         job.expected = count
         job.pattern = os.path.join(workDir, "pairs", "*.json")
         return job
 
     def startExport(self, datasetDir, count, volumes="uniform:5:300", seed=0, labelMaps="", device="auto",
-                    guidance=3.0, steps=50):
+                    guidance=None, steps=None):
         """Start `ventkit synth dataset` of `count` pairs into `datasetDir` (an nnU-Net raw dataset)."""
         from ventkit.jobs import ChildJob
         from ventkit.synthesis.dataset import check_volume_spec
 
         check_volume_spec(volumes, self.volumeRangeMl())  # a clear error before anything starts
         command = self._command("synth", "dataset", "--out", datasetDir, "--n", count, "--volumes", volumes,
-                                "--seed", seed, "--grid", self.grid, "--device", device,
-                                "--guidance", f"{guidance:g}", "--steps", steps, labelMaps=labelMaps)
+                                "--seed", seed, *self._backendOptions(device, guidance, steps), labelMaps=labelMaps)
         job = ChildJob([command], tempfile.mkdtemp(prefix="VentSynth_"))
         job.expected = count
         job.pattern = os.path.join(datasetDir, "meta", "*.json")
@@ -375,7 +399,7 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         chart.SetAttribute("VentSynth.cases", str(len(volumes)))
         return chart
 
-    def synthesizeAndLoad(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=3.0, steps=50):
+    def synthesizeAndLoad(self, volumeMl, seed=0, count=1, labelMaps="", device="auto", guidance=None, steps=None):
         """Synchronous version of start/load (scripts, tests)."""
         job = self.startSynthesis(volumeMl, seed, count, labelMaps, device, guidance, steps)
         try:

@@ -30,8 +30,9 @@ from ventkit.anatomy.subjects import default_label_dir, default_priors_dir, list
 from ventkit.change import Z_95, compare
 from ventkit.io import Volume
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
-from ventkit.segmentation.segment import REPORT_ROWS, load_segmenter, segment_volume
+from ventkit.segmentation.segment import load_segmenter, segment_volume
 from ventkit.training.segmenter import update_cards
+from ventkit.volumetry import REPORT_ROWS, VolumeReport
 
 CHANGES_ML = (-20.0, -10.0, -5.0, 5.0, 10.0, 20.0)
 HEAD_POSITION = DeformationSpec(rotation_deg=10.0, scaling=0.0, shearing=0.0, translation_mm=10.0, elastic_std_mm=0.0)
@@ -48,7 +49,7 @@ def scan(source: Volume, rng: np.random.Generator, classes, target_ml: float | N
     return generation.with_array(image), truth
 
 
-def measure(segmenter, image: Volume) -> dict:
+def measure(segmenter, image: Volume) -> VolumeReport:
     return segment_volume(image, segmenter, uncertainty=True)[1]
 
 

@@ -89,12 +89,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=["augmented", "real", "synthetic", "synthseg", "samseg"])
     ap.add_argument("--model-dir", action="append", default=[], metavar="NAME=FOLDER")
+    ap.add_argument("--cases", nargs="*", choices=BENCHMARK_CASES, help="only these cases (default: all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="bench_out/real_mri", help="cached scores, predictions and contours.png")
     ap.add_argument("--json", help="also write {model: {'real_mri': summary}} here (for `train segment-metrics`)")
     args = ap.parse_args()
     out = Path(args.out)
-    cases = benchmark_cases(fetch_fsaverage())
+    cases = {k: v for k, v in benchmark_cases(fetch_fsaverage()).items() if not args.cases or k in args.cases}
     wanted = [(m, None) for m in args.models] + [tuple(s.split("=", 1)) for s in args.model_dir]
     rows, summary = [], {}
     print(f"{'model':<22}{'case':<16}{'truth mL':>9}{'found mL':>9}{'error':>8}{'lat. Dice':>10}{'holes mL':>9}")

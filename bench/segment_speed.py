@@ -54,9 +54,9 @@ def main() -> None:
     ap.add_argument("--model-dir", help="an nnU-Net model folder instead of a shipped model")
     ap.add_argument("--subject", default="training_seg_03")
     args = ap.parse_args()
-    from ventkit.segmentation.segment import default_model, model_folder
+    from ventkit.segmentation.segment import DEFAULT_MODEL, model_folder
 
-    folder = Path(args.model_dir) if args.model_dir else model_folder(args.model or default_model())
+    folder = Path(args.model_dir) if args.model_dir else model_folder(args.model or DEFAULT_MODEL)
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

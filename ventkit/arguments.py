@@ -35,6 +35,14 @@ def positive(text: str) -> float:
     return value
 
 
+def slice_mm(text: str) -> float:
+    """A slice thickness for rendered images, 1-8 mm (`synthesis.pairs.Appearance`)."""
+    value = _float(text)
+    if not 1.0 <= value <= 8.0:
+        raise argparse.ArgumentTypeError(f"{value:g} mm: use 1 mm up to 8 mm")
+    return value
+
+
 def ventricle_ml(text: str) -> float:
     """A total ventricle volume in mL within the range the resizing and the generators cover."""
     from .anatomy.ventricles import MAX_ML, MIN_ML

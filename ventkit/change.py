@@ -22,7 +22,8 @@ from .errors import VentkitError, VentkitWarning
 from .io import Volume, read_volume, stem_of, write_text, write_volume
 from .preview import pyplot, save_figure
 from .registration import MIN_MATCH, register_rigid, resample_onto
-from .segmentation.segment import REPORT_ROWS, Segmenter, check_uncertainty, segment_volume
+from .segmentation.segment import Segmenter, check_uncertainty, segment_volume
+from .volumetry import REPORT_ROWS, VolumeReport
 
 Z_95 = 1.96
 
@@ -37,13 +38,13 @@ def repeatability_ml(segmenter: Segmenter) -> dict[str, float]:
             .get("repeatability_sd_ml", {}).items()}
 
 
-def compare(baseline: dict, followup: dict, repeat_sd: dict[str, float]) -> list[dict]:
+def compare(baseline: VolumeReport, followup: VolumeReport, repeat_sd: dict[str, float]) -> list[dict]:
     """One row per structure: volume and SD at both visits, change in mL and %, its SD and 95 % interval,
     and whether it exceeds what repeat scanning explains."""
     rows = []
     for key in REPORT_ROWS:
-        v1, v2 = baseline["ventricles_ml"][key], followup["ventricles_ml"][key]
-        s1, s2 = baseline["ventricles_sd_ml"][key], followup["ventricles_sd_ml"][key]
+        v1, v2 = baseline.ventricles_ml[key], followup.ventricles_ml[key]
+        s1, s2 = baseline.ventricles_sd_ml[key], followup.ventricles_sd_ml[key]
         sd = math.sqrt(s1 ** 2 + s2 ** 2 + repeat_sd.get(key, 0.0) ** 2)
         change = v2 - v1
         rows.append({"structure": key, "baseline_ml": v1, "baseline_sd_ml": s1, "followup_ml": v2, "followup_sd_ml": s2,

@@ -17,43 +17,22 @@ from .errors import InputError, VentkitError, VentkitWarning
 from .progress import check_terminated, clear_termination, request_termination
 
 
-def _flatten(report: dict) -> dict:
-    row = {"source": report["source"], "ventricles_total_ml": report["ventricles_total_ml"],
-           "lateral_asymmetry_percent": report["lateral_asymmetry_percent"],
-           "left_right_asymmetry_percent": report["left_right_asymmetry_percent"],
-           "evans_index": (report["evans"] or {}).get("evans_index")}
-    row.update({f"{k}_ml": v for k, v in report["ventricles_ml"].items() if k != "total"})
-    row.update({f"{k}_ml": v for k, v in report["structures_ml"].items()})
-    return row
-
-
 def cmd_volumes(args) -> None:
     from .io import read_volume
     from .volumetry import volume_report
 
     report = volume_report(read_volume(args.labelmap, labels=True))
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps(report.to_dict(), indent=1))
     elif args.csv:
-        row = _flatten(report)
+        row = {"source": report.source, **report.row(structures=True)}
         buf = _io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(row))
         w.writeheader()
         w.writerow(row)
         print(buf.getvalue(), end="")
     else:
-        _print_report(report)
-
-
-def _print_report(report: dict) -> None:
-    from .segmentation.segment import REPORT_ROWS
-
-    v, sd = report["ventricles_ml"], report.get("ventricles_sd_ml")
-    for key in REPORT_ROWS:
-        print(f"{key.replace('_', ' '):<26}{v[key]:9.2f}" + (f" ± {sd[key]:5.2f}" if sd else "") + " mL")
-    print(f"{'lateral asymmetry (L-R)':<26}{report['lateral_asymmetry_percent']:9.1f} %")
-    ev = report["evans"]
-    print(f"{'Evans index':<26}{ev['evans_index']:9.3f}" if ev else f"{'Evans index':<26}      n/a")
+        print(report.text())
 
 
 def cmd_segment(args) -> None:
@@ -65,8 +44,8 @@ def cmd_segment(args) -> None:
     for image, stem in zip(args.images, output_stems(args.images)):
         result = segment_file(image, args.out, segmenter, args.uncertainty, stem)
         print(f"{image} ({segmenter.description})")
-        _print_report(result.report)
-        for warning in result.report["warnings"]:
+        print(result.report.text())
+        for warning in result.report.warnings:
             print(f"warning: {warning}")
         print("wrote " + ", ".join(str(p) for p in result.files.values()))
 
@@ -97,6 +76,22 @@ def cmd_change(args) -> None:
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     print("wrote " + ", ".join(str(p) for p in result["files"].values()))
+
+
+def cmd_models(args) -> None:
+    from .evaluation import card_results, real_mri_results
+    from .models import read_card
+    from .segmentation.segment import BASELINE_MODELS, DEFAULT_MODEL, model_folder, shipped_models
+
+    cards = {m: read_card(model_folder(m)) for m in shipped_models()}
+    if args.results:
+        print(card_results(cards) + "\n" + real_mri_results(cards), end="")
+        return
+    for name, card in cards.items():
+        holdout = card.get("metrics", {}).get("holdout", {})
+        role = "default" if name == DEFAULT_MODEL else "baseline, not for patients" if name in BASELINE_MODELS else ""
+        print(f"{name:<18}{role:<28}" + (f"hold-out MAE {holdout['mae_ml']:.2f} mL, Dice {holdout['dice']:.3f}"
+                                         if holdout else "no hold-out figures") + f"  ({model_folder(name)})")
 
 
 def cmd_install_samseg(args) -> None:
@@ -138,7 +133,7 @@ def cmd_resize(args) -> None:
     source = load_subject(str(args.labelmap))
     grid = GRIDS[args.grid] if args.grid != "native" else Grid(source.array.shape, tuple(source.spacing))
     rng = np.random.default_rng(args.seed)
-    before = volume_report(source)["ventricles_total_ml"]
+    before = volume_report(source).total_ml
     generation, info = make_labels(source, grid, args.volume, rng, deformation=None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,8 +145,8 @@ def cmd_resize(args) -> None:
     save_preview(out / f"{stem}_preview.png", seg.with_array(image), seg,
                  title=f"{stem}: ventricles {before:.1f} -> {info['measured_ml']:.1f} mL")
     report = volume_report(seg)
-    print(f"ventricles before {before:.1f} mL, requested {args.volume:.1f} mL, got {report['ventricles_total_ml']:.1f} mL")
-    for key, value in report["ventricles_ml"].items():
+    print(f"ventricles before {before:.1f} mL, requested {args.volume:.1f} mL, got {report.total_ml:.1f} mL")
+    for key, value in report.ventricles_ml.items():
         print(f"  {key.replace('_', ' '):<24}{value:8.2f} mL")
     print(f"wrote {out}/{stem}_labels.nii.gz, {stem}_t1.nii.gz, {stem}_preview.png")
 
@@ -518,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ch.set_defaults(func=cmd_change)
 
+    mo = sub.add_parser("models", help="the shipped segmenters and their measured accuracy (from their model cards)")
+    mo.add_argument("--results", action="store_true", help="the hold-out and real-MRI tables in Markdown (the README's)")
+    mo.set_defaults(func=cmd_models)
     i = sub.add_parser("install-samseg", help="install FreeSurfer's SAMSEG (PyPI samseg) in an environment of its own")
     i.set_defaults(func=cmd_install_samseg)
 
@@ -686,8 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--volume", type=A.ventricle_ml, required=True, help="total ventricle volume in mL")
     m.add_argument("--n", type=A.count, default=1)
     m.add_argument("--seed", type=A.seed, default=0)
-    m.add_argument("--guidance", type=A.positive, default=3.0)
-    m.add_argument("--steps", type=A.count, default=50)
+    m.add_argument("--guidance", type=A.positive, help="classifier-free guidance (default: the calibrated one)")
+    m.add_argument("--steps", type=A.count, help="DDIM steps (default: those of the calibration)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     m.add_argument("--model", help="model folder (default: Resources/Models/mask_generator)")
     m.add_argument("--out", required=True, type=A.output_folder)
@@ -696,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("labelmap")
     im.add_argument("--out", required=True, type=A.output_file, help="output image (.nii.gz or .nrrd)")
     im.add_argument("--seed", type=A.seed, default=0)
-    im.add_argument("--steps", type=A.count, default=50)
+    im.add_argument("--steps", type=A.count, default=50, help="DDIM steps")
     im.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     im.add_argument("--model", help="model folder (default: Resources/Models/image_generator)")
     im.add_argument("--preview", help="also write a PNG preview here")
@@ -721,8 +719,9 @@ def _synthesizer_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--seed", type=A.seed, default=0)
     q.add_argument("--backend", choices=("auto", "diffusion", "anatomy"), default="auto",
                    help="auto: the diffusion generators when shipped, else anatomy")
-    q.add_argument("--guidance", type=A.positive, default=3.0, help="diffusion: classifier-free guidance scale")
-    q.add_argument("--steps", type=A.count, default=50, help="diffusion: DDIM steps")
+    q.add_argument("--guidance", type=A.positive, help="diffusion: classifier-free guidance scale (default: the "
+                                                        "mask generator's calibrated one)")
+    q.add_argument("--steps", type=A.count, help="diffusion: DDIM steps (default: those of its calibration)")
     q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="diffusion: device")
     q.add_argument("--labels", help="anatomy: folder of real label maps (default: $VENTKIT_DATA or ../shared)")
     q.add_argument("--grid", choices=tuple(GRIDS), default="paper", help="anatomy: output grid")
@@ -730,7 +729,7 @@ def _synthesizer_options(q: argparse.ArgumentParser) -> None:
                                                   "model grid (label scores interpolated before the argmax)")
     q.add_argument("--contrast", choices=("t1", "random", "mixed"), default="t1",
                    help="rendered images: T1, SynthSeg's random contrast, or either per pair")
-    q.add_argument("--thickness", type=A.positive, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
+    q.add_argument("--thickness", type=A.slice_mm, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
                    help="rendered images: slice thickness range in mm (e.g. 1 6 for training sets)")
     q.add_argument("--priors", help="SynthSeg priors folder (random contrast; default: beside the label maps)")
     q.add_argument("--out", required=True, type=A.output_folder)

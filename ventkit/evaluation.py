@@ -19,7 +19,7 @@ from .anatomy.nnunet import FILE_ENDING
 from .anatomy.subjects import default_priors_dir
 from .io import read_volume, write_text
 from .preview import pyplot, save_figure
-from .labels import VENTRICLE_IDS
+from .labels import VENTRICLE_GROUPS, VENTRICLE_IDS
 from .progress import Callback, track
 from .segmentation.segment import Segmenter, uncertainty_of
 
@@ -29,6 +29,9 @@ HOLDOUT_RECIPE: dict[str, tuple[int, str, str]] = {
     "enlarged_t1": (16, "uniform:100:300", "t1"),
     "enlarged_random_contrast": (8, "uniform:100:300", "random"),
 }
+LATERAL = VENTRICLE_GROUPS["lateral"]
+HOLDOUT_TITLES = {"natural_t1": "natural volumes, T1", "enlarged_t1": "inflated to 100–300 mL, T1",
+                  "enlarged_random_contrast": "inflated to 100–300 mL, random contrast"}
 
 
 def build_holdout(root: str | Path, seed: int = 1000, label_dir=None, priors_dir=None, scale: float = 1.0,
@@ -69,7 +72,7 @@ def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict:
     p, t = np.isin(pred, VENTRICLE_IDS), np.isin(truth, VENTRICLE_IDS)
     return {"true_ml": float(t.sum() * voxel_ml), "pred_ml": float(p.sum() * voxel_ml),
             "error_ml": float((p.sum() - t.sum()) * voxel_ml), "dice": dice(p, t),
-            "dice_lateral": dice(np.isin(pred, (4, 43)), np.isin(truth, (4, 43)))}
+            "dice_lateral": dice(np.isin(pred, LATERAL), np.isin(truth, LATERAL))}
 
 
 def score_identity(seg: Segmenter, case: dict) -> str:
@@ -209,3 +212,52 @@ def metrics_by_model(summary: list[dict], per_set: list[dict]) -> dict:
     strip = lambda row: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "model"}  # noqa: E731
     return {s["model"]: {"holdout": {**strip(s), "by_set": [strip(x) for x in per_set if x["model"] == s["model"]]}}
             for s in summary}
+
+
+def set_title(folder_name: str) -> str:
+    """`Dataset901_Holdout_enlarged_t1` -> "inflated to 100–300 mL, T1" (other names as they are)."""
+    return HOLDOUT_TITLES.get(folder_name.split("_Holdout_", 1)[-1], folder_name)
+
+
+def card_results(cards: dict[str, dict]) -> str:
+    """The hold-out tables (overall, then per hold-out set) of the models whose cards are given, from the
+    `evaluate` figures stored in them: the README's results tables."""
+    summary, per_set = [], []
+    for name, card in cards.items():
+        holdout = card.get("metrics", {}).get("holdout")
+        if holdout:
+            summary.append({"model": name, **{k: v for k, v in holdout.items() if k != "by_set"}})
+            per_set += [{"model": name, **s, "set": set_title(s["set"])} for s in holdout["by_set"]]
+    if not summary:
+        return ""
+    order = list(dict.fromkeys(s["set"] for s in per_set))
+    per_set.sort(key=lambda s: order.index(s["set"]))
+    return markdown_table(summary) + "\n" + markdown_table(per_set)
+
+
+def real_mri_results(cards: dict[str, dict]) -> str:
+    """Per case of `bench/real_mri.py` (stored in the cards by `train segment-metrics`): truth, volume found,
+    error and lateral Dice of each model, and its references' (`real_mri.references`)."""
+    rows = {}
+    for name, card in cards.items():
+        real = card.get("metrics", {}).get("real_mri")
+        if real:
+            rows.setdefault(name, real)
+            for ref, summary in real.get("references", {}).items():
+                rows.setdefault(ref, summary)
+    if not rows:
+        return ""
+    cases = list(next(iter(rows.values()))["cases"])
+    lines = ["| case | truth (mL) | " + " | ".join(f"{m}: mL (error) | {m}: lateral Dice" for m in rows) + " |",
+             "|---|---|" + "---|---|" * len(rows)]
+    for case in cases:
+        truth = next(r["cases"][case]["true_ml"] for r in rows.values() if case in r["cases"])
+        cells = []
+        for r in rows.values():
+            c = r["cases"].get(case)
+            cells += [f"{c['pred_ml']:.1f} ({c['error_percent']:+.1f} %)", f"{c['lateral_dice']:.3f}"] if c else ["", ""]
+        lines.append(f"| {case.replace('_', ' ')} | {truth:.1f} | " + " | ".join(cells) + " |")
+    lines.append("| volume MAE (mL) / mean Dice | | " + " | ".join(
+        f"**{r['mae_ml']:.2f}** | {r['lateral_dice']:.3f}" if len(r["cases"]) == len(cases) else " | "
+        for r in rows.values()) + " |")
+    return "\n".join(lines) + "\n"

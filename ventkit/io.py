@@ -30,11 +30,30 @@ os.umask(UMASK)
 
 @dataclass(frozen=True)
 class Volume:
-    """A 3-D array and its voxel-to-RAS affine in millimetres."""
+    """A 3-D array and its voxel-to-RAS affine in millimetres.
+
+    Args:
+        array: the voxels, 3-D (a 4-D array as read from a file is accepted; `validate` keeps only a
+            trailing axis of length 1).
+        affine: voxel-to-RAS matrix, mm; 4x4 and finite (singular ones are left to `validate`).
+        source: what the volume came from (a path or a description), for messages.
+
+    Raises:
+        InputError (a ValueError) naming `source` for an array of another dimensionality or a bad affine.
+    """
 
     array: np.ndarray
     affine: np.ndarray
     source: str = "<array>"
+
+    def __post_init__(self):
+        ndim = np.ndim(self.array)
+        if ndim not in (3, 4):
+            raise InputError(self.source, f"expected a 3-D volume, got {ndim}-D data of shape {np.shape(self.array)}")
+        if np.shape(self.affine) != (4, 4):
+            raise InputError(self.source, f"affine must be a 4x4 matrix, got shape {np.shape(self.affine)}")
+        if not np.isfinite(np.asarray(self.affine, dtype=float)).all():
+            raise InputError(self.source, "affine must be finite, got NaN or infinite values")
 
     @property
     def spacing(self) -> np.ndarray:

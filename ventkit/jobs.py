@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 POSIX = os.name == "posix"
+PROGRESS_LINE = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "label:  40%|####      | 2/5 [00:03<00:04, ...]"
 
 
 def ventkit_command(*args: str, python: str | None = None) -> list[str]:
@@ -24,9 +26,21 @@ class ChildJob:
     Python through a launcher that does not pass signals on, so terminating the launcher alone would leave
     ventkit running. ventkit unwinds on SIGTERM (CTRL_BREAK on Windows) and removes its unfinished files;
     `cleanup` also deletes `work_dir`.
+
+    Args:
+        commands: one or more commands, each a non-empty list of arguments (program first); the first
+            starts at once.
+        work_dir: an existing folder for the logs (`log0.txt`, ...).
     """
 
     def __init__(self, commands: list[list[str]], work_dir: str | os.PathLike):
+        if not commands or isinstance(commands, str):
+            raise ValueError(f"commands must hold at least one command, got {commands!r}")
+        for command in commands:
+            if isinstance(command, (str, bytes)) or not command:
+                raise ValueError(f"each command must be a non-empty list of arguments, got {command!r}")
+        if not str(work_dir) or not Path(work_dir).is_dir():
+            raise ValueError(f"work_dir must be an existing folder, got {work_dir}")
         self.commands = commands
         self.work_dir = Path(work_dir)
         self.returncodes: list[int] = []
@@ -72,6 +86,22 @@ class ChildJob:
     def output(self) -> str:
         """The log of the last command that ran."""
         return self._log(max(len(self.returncodes) - 1, 0)).read_text()
+
+    def tail(self, chars: int = 4000) -> str:
+        """The end of the running (or last) command's log as a terminal shows it: each progress bar's
+        redraws (carriage returns) collapsed to its latest state."""
+        log = self._log(min(len(self.returncodes), len(self.commands) - 1))
+        if not log.is_file():
+            return ""
+        with open(log, "rb") as fh:
+            fh.seek(max(log.stat().st_size - chars, 0))
+            text = fh.read().decode("utf-8", errors="replace")
+        return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
+
+    def progress(self) -> tuple[int, int] | None:
+        """(done, total) of the last progress line the running command printed, or None before the first."""
+        found = PROGRESS_LINE.findall(self.tail())
+        return (int(found[-1][0]), int(found[-1][1])) if found else None
 
     def cleanup(self) -> None:
         self.cancel()

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from .errors import VentkitError
-from .paths import models_dir
 
 class WeightsError(VentkitError):
     """Weights that are missing, corrupted or do not match their model card."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import Volume, atomic_path, reorient_to_ras
-from .labels import SEGMENTATION_LABELS
+from .labels import SEGMENTATION_LABELS, VENTRICLE_GROUPS
 
 
 def pyplot():
@@ -43,8 +43,8 @@ def save_preview(path: str | Path, image: Volume | None = None, labels: Volume |
     lab = ref.array if labels is not None else None
     img = reorient_to_ras(image).array if image is not None else None
     center = np.array(ref.array.shape) // 2
-    if lab is not None and np.isin(lab, (4, 43)).any():
-        center = np.argwhere(np.isin(lab, (4, 43))).mean(0).astype(int)
+    if lab is not None and np.isin(lab, VENTRICLE_GROUPS["lateral"]).any():
+        center = np.argwhere(np.isin(lab, VENTRICLE_GROUPS["lateral"])).mean(0).astype(int)
     lut = label_colours()
     sx, sy, sz = ref.spacing
     views = [("axial", lambda a: a[:, :, center[2]], sy / sx), ("coronal", lambda a: a[:, center[1], :], sz / sx),

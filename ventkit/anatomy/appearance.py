@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Volume, read_volume, reorient_to_ras, write_volume
-from ..labels import KNOWN_IDS, to_segmentation
+from ..labels import KNOWN_IDS, VENTRICLE_GROUPS, to_segmentation
 from .grid import sample_labels
 
 MRICRON_COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
@@ -63,7 +63,7 @@ def label_real_t1s(images: dict[str, str | Path], out_dir: str | Path, segmenter
         if not (labels_path.is_file() and subject_image(labels_path).is_file()):
             t1 = reorient_to_ras(read_volume(path))
             seg = as_segmentation(segmenter.whole_brain(t1), t1)
-            if not np.isin(seg.array, (4, 43)).any():
+            if not np.isin(seg.array, VENTRICLE_GROUPS["lateral"]).any():
                 raise InputError(path, f"{segmenter.description} found no lateral ventricles: not a brain T1?")
             write_volume(t1, subject_image(labels_path), dtype=np.float32)
             write_volume(seg, labels_path, dtype=np.int16)

@@ -33,7 +33,7 @@ ACQUISITIONS = {"varied": RenderSpec(),
 def acquisition_spec(name: str) -> RenderSpec:
     """The `ACQUISITIONS` entry `name`, or a clear error naming the choices."""
     if name not in ACQUISITIONS:
-        raise InputError("--acquisition", f"unknown acquisition '{name}' (choose from {', '.join(ACQUISITIONS)})")
+        raise InputError("acquisition", f"unknown acquisition '{name}' (choose from {', '.join(ACQUISITIONS)})")
     return ACQUISITIONS[name]
 
 
@@ -59,11 +59,11 @@ def parse_volumes(spec: str) -> VolumeSampler:
             values = tuple(float(x) for x in spec.split(","))
             sampler = lambda rng: float(rng.choice(values))  # noqa: E731
     except ValueError as exc:
-        raise InputError("--volumes", f"cannot parse '{spec}' (use uniform:5:300, 15,30,60 or natural)") from exc
+        raise InputError("volumes", f"cannot parse '{spec}' (use uniform:5:300, 15,30,60 or natural)") from exc
     if spec.startswith("uniform:") and not values[0] < values[1]:
-        raise InputError("--volumes", f"'{spec}': the range must run from low to high")
+        raise InputError("volumes", f"'{spec}': the range must run from low to high")
     if not np.isfinite(values).all() or min(values) < MIN_ML or max(values) > MAX_ML:
-        raise InputError("--volumes", f"volumes must lie in {MIN_ML:g}-{MAX_ML:g} mL, got '{spec}'")
+        raise InputError("volumes", f"volumes must lie in {MIN_ML:g}-{MAX_ML:g} mL, got '{spec}'")
     return sampler
 
 
@@ -229,15 +229,15 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     refused unless `force` (see `NnUNetDatasetWriter.claim`).
     """
     if grid not in GRIDS:
-        raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+        raise InputError("grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
     if split not in ("train", "holdout"):
-        raise InputError("--split", f"unknown split '{split}' (use train or holdout)")
+        raise InputError("split", f"unknown split '{split}' (use train or holdout)")
     if n < 1:
-        raise InputError("--n", "need at least one case")
+        raise InputError("n", "need at least one case")
     if contrast not in CONTRASTS:
-        raise InputError("--contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
+        raise InputError("contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
     if not 0 <= head_texture <= 2 or (head_texture and contrast == "real"):
-        raise InputError("--head-texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
+        raise InputError("head_texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
     default_acquisition = "clean" if contrast == "real" else "varied"
     acquisition = acquisition or default_acquisition
     if acquisition != "mixed":

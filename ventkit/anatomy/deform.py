@@ -5,6 +5,7 @@ upsampled and integrated by scaling and squaring, so it folds no tissue (as in S
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,17 @@ def integrate_velocity(velocity: np.ndarray, spacing: float, steps: int = 6) -> 
 
 @dataclass(frozen=True)
 class DeformationSpec:
-    """Ranges of the random deformation (SynthSeg-like defaults)."""
+    """Ranges of the random deformation (SynthSeg-like defaults); each part is drawn uniformly in +-range.
+
+    Args:
+        rotation_deg: largest rotation about each axis, degrees; >= 0.
+        scaling: largest relative scaling along each axis; 0 <= scaling < 1.
+        shearing: largest shear coefficient; >= 0.
+        translation_mm: largest translation along each axis, mm; >= 0.
+        elastic_std_mm: standard deviation of the elastic velocity field, mm; 0 (no elastic part) or more.
+        elastic_lattice_mm: spacing of the elastic field's random control points, mm; > 0.
+        field_spacing_mm: voxel size of the integrated displacement field, mm; > 0.
+    """
 
     rotation_deg: float = 10.0
     scaling: float = 0.10
@@ -35,6 +46,18 @@ class DeformationSpec:
     elastic_std_mm: float = 3.0
     elastic_lattice_mm: float = 32.0
     field_spacing_mm: float = 4.0
+
+    def __post_init__(self):
+        for name in ("rotation_deg", "scaling", "shearing", "translation_mm", "elastic_std_mm",
+                     "elastic_lattice_mm", "field_spacing_mm"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if self.scaling >= 1:
+            raise ValueError(f"scaling must be below 1 (a scale of 1 +- scaling stays positive), got {self.scaling!r}")
+        for name in ("elastic_lattice_mm", "field_spacing_mm"):
+            if getattr(self, name) == 0:
+                raise ValueError(f"{name} must be above 0, got {getattr(self, name)!r}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ EXTRA_CEREBRAL_CSF = 24
 
 def check_fov(name: str) -> None:
     if name not in FOVS + ("mixed",):
-        raise InputError("--fov", f"unknown field of view '{name}' (choose from {', '.join(FOVS + ('mixed',))})")
+        raise InputError("fov", f"unknown field of view '{name}' (choose from {', '.join(FOVS + ('mixed',))})")
 
 
 def draw_fov(name: str, rng: np.random.Generator) -> str:

@@ -5,6 +5,7 @@ the space it samples from; a chain is applied in order, output first, source las
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -18,10 +19,22 @@ Transform = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Grid:
-    """An axis-aligned RAS grid: voxel counts and spacing in mm."""
+    """An axis-aligned RAS grid.
+
+    Args:
+        shape: voxel counts along R, A, S; three integers >= 1.
+        spacing: voxel size along R, A, S, mm; three finite numbers > 0.
+    """
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
+
+    def __post_init__(self):
+        if np.shape(self.shape) != (3,) or not all(isinstance(n, numbers.Integral) and n >= 1 for n in self.shape):
+            raise ValueError(f"shape must be three integers >= 1, got {self.shape!r}")
+        if np.shape(self.spacing) != (3,) or not all(isinstance(s, numbers.Real) and np.isfinite(s) and s > 0
+                                                      for s in self.spacing):
+            raise ValueError(f"spacing must be three finite numbers > 0 (mm), got {self.spacing!r}")
 
     @property
     def extent_mm(self) -> np.ndarray:

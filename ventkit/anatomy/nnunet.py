@@ -29,9 +29,21 @@ def ventricle_classes(segmentation: np.ndarray) -> np.ndarray:
 
 
 class NnUNetDatasetWriter:
-    """Writes cases into one nnU-Net v2 raw dataset folder."""
+    """Writes cases into one nnU-Net v2 raw dataset folder.
+
+    Args:
+        root: the dataset folder; created when missing, must not be a file or an empty path.
+        description: free text for `dataset.json`'s "description"; a string.
+        full_labels: also write the 33-label maps (`labelsFullTr`, `labelsFullTs`) beside the ventricle classes.
+    """
 
     def __init__(self, root: str | Path, description: str = "", full_labels: bool = True):
+        if not str(root):
+            raise ValueError("root must be a folder path, got an empty path")
+        if Path(root).exists() and not Path(root).is_dir():
+            raise ValueError(f"root must be a folder, got the file {root}")
+        if not isinstance(description, str):
+            raise ValueError(f"description must be a string, got {type(description).__name__}")
         self.root = Path(root)
         self.description = description
         self.full_labels = full_labels

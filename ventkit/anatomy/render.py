@@ -11,6 +11,7 @@ uniform means and standard deviations per class of `generation_classes.npy` (or 
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +59,25 @@ TISSUE_OF_LABEL: dict[int, str] = {
 HEAD_TEXTURE_LATTICE = 10  # control points per axis of the head-texture field (~2 cm apart in a head)
 
 
+RENDER_CONTRASTS = ("t1", "random", "real")
+
+
 @dataclass(frozen=True)
 class RenderSpec:
-    """Ranges of the random acquisition; `contrast` is "t1" or "random" (or "real": `acquire` only).
+    """Ranges of the random acquisition that `render` and `acquire` draw from.
 
-    `head_texture` > 0 multiplies the intensity of the extra-cerebral labels (skull, scalp, neck, face: the
-    labels ventkit has no tissue for) by a smooth log-normal field of that standard deviation, so that a
-    coarse label such as "head soft tissue" is no longer one flat intensity but holds darker and brighter
-    regions, as fat, muscle, marrow and air do in a real head."""
+    Args:
+        contrast: "t1" (ventkit's T1 tissue table), "random" (SynthSeg's randomized contrast) or "real"
+            (`acquire` only: the image is the subject's own).
+        thickness_mm: (lo, hi) slice thickness drawn uniformly, mm; 0 < lo <= hi.
+        bias_std: standard deviation of the log bias field; >= 0.
+        noise_std: (lo, hi) noise standard deviation drawn uniformly, on the 0..1 scale; 0 <= lo <= hi.
+        blur_voxels: partial-volume Gaussian blur, voxels; >= 0.
+        gamma_std: standard deviation of the log gamma exponent; >= 0.
+        head_texture: standard deviation of a smooth log-normal field multiplying the extra-cerebral labels
+            (skull, scalp, neck, face), so that a coarse label such as "head soft tissue" holds darker and
+            brighter regions as a real head does; 0 (off) or more.
+    """
 
     contrast: str = "t1"
     thickness_mm: tuple[float, float] = (1.0, 6.0)
@@ -74,6 +86,27 @@ class RenderSpec:
     blur_voxels: float = 0.5
     gamma_std: float = 0.1
     head_texture: float = 0.0
+
+    def __post_init__(self):
+        if self.contrast not in RENDER_CONTRASTS:
+            raise ValueError(f"unknown contrast '{self.contrast}' (use {', '.join(RENDER_CONTRASTS)})")
+        _check_range("thickness_mm", self.thickness_mm, positive=True)
+        _check_range("noise_std", self.noise_std, positive=False)
+        for name in ("bias_std", "blur_voxels", "gamma_std", "head_texture"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _check_range(name: str, value, positive: bool) -> None:
+    """Raise ValueError unless `value` is a finite (lo, hi) with 0 < lo <= hi (or 0 <= lo when not `positive`)."""
+    try:
+        lo, hi = (float(v) for v in value)
+        ok = np.isfinite([lo, hi]).all() and (lo > 0 if positive else lo >= 0) and lo <= hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be (lo, hi) with {'0 <' if positive else '0 <='} lo <= hi, got {value!r}")
 
 
 def _draw(rng, mean_mean, mean_std, std_mean, std_std):

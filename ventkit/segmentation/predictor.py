@@ -11,6 +11,7 @@ background enclosed by a ventricle is filled (`fill_enclosed`).
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..models import WeightsError, choose_device, verified_model
 from ..volumetry import ventricle_volumes_ml
 from .sides import assign_sides, midsagittal_plane
 
+DEVICES = ("auto", "cpu", "cuda")
 FOLD = "all"
 CHECKPOINT = "checkpoint_final.pth"
 MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
@@ -70,10 +72,24 @@ def to_nnunet_layout(volume: Volume) -> tuple[np.ndarray, dict]:
 
 
 class VentricleSegmenter:
-    """One trained nnU-Net ventricle model; `segment(volume)` returns FreeSurfer ventricle labels."""
+    """One trained nnU-Net ventricle model; `segment(volume)` returns FreeSurfer ventricle labels.
+
+    Args:
+        folder: the model folder (nnU-Net's layout plus `model_card.json`, checksums verified).
+        device: "auto", "cpu" or "cuda".
+        mirroring: nnU-Net's test-time mirroring in every prediction (8 passes; slower).
+        tile_step_size: sliding-window step as a fraction of the patch size; 0 < tile_step_size <= 1.
+        keep_islands: keep every connected component instead of the largest one per ventricle.
+    """
 
     def __init__(self, folder: str | Path, device: str = "auto", mirroring: bool = False,
                  tile_step_size: float = 0.5, keep_islands: bool = False):
+        if not str(folder):
+            raise ValueError("folder must be a model folder, got an empty path")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        if not (isinstance(tile_step_size, numbers.Real) and 0 < tile_step_size <= 1):
+            raise ValueError(f"tile_step_size must be in (0, 1], got {tile_step_size!r}")
         import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -104,7 +120,7 @@ class VentricleSegmenter:
         averaged (nnU-Net's own mirroring), and each pass's ventricle volumes are returned too, measured
         on the network's grid (their spread is the segmentation's uncertainty)."""
         if not 2 <= passes <= len(MIRRORINGS):
-            raise InputError("--passes", f"{passes}: use 2-{len(MIRRORINGS)} test-time passes")
+            raise InputError("passes", f"{passes}: use 2-{len(MIRRORINGS)} test-time passes")
         return self.predict(volume, passes)
 
     def predict(self, volume: Volume, passes: int) -> tuple[Volume, list[dict]]:

@@ -94,6 +94,14 @@ class InstalledSynthSeg(ExternalSegmenter):
         return out / "synthseg.nii.gz"
 
 
+VENV_SCRIPTS = "Scripts" if os.name == "nt" else "bin"  # where a virtual environment keeps its programs
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, e.g. under `taskset`), else all of them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class InstalledSamseg(ExternalSegmenter):
     """FreeSurfer's SAMSEG (`run_samseg -i scan -o dir`, labels in `dir/seg.mgz`): slow, atlas-based."""
 
@@ -101,7 +109,7 @@ class InstalledSamseg(ExternalSegmenter):
     description = "SAMSEG (installed: {command})"
 
     def argv(self, scan: Path, out: Path) -> list[str]:
-        return [self.command, "-i", str(scan), "-o", str(out), "--threads", str(os.cpu_count() or 1)]
+        return [self.command, "-i", str(scan), "-o", str(out), "--threads", str(usable_cpus())]
 
     def output(self, out: Path) -> Path:
         return out / "seg.mgz"
@@ -117,7 +125,7 @@ def find_samseg() -> str | None:
     explicit = explicit_command(SAMSEG_ENV)
     if explicit:
         return explicit if Path(explicit).is_file() else None
-    own = samseg_venv() / "bin" / "run_samseg"
+    own = samseg_venv() / VENV_SCRIPTS / "run_samseg"
     return shutil.which("run_samseg") or (str(own) if own.is_file() else None)
 
 
@@ -125,9 +133,9 @@ def install_samseg(python: str = sys.executable, requirement: str = SAMSEG_REQUI
     """Create SAMSEG's own virtual environment (it needs numpy<2) and return its `run_samseg`."""
     venv = samseg_venv()
     for argv in ([python, "-m", "venv", str(venv)],
-                 [str(venv / "bin" / "python"), "-m", "pip", "install", requirement, "numpy<2"]):
+                 [str(venv / VENV_SCRIPTS / "python"), "-m", "pip", "install", requirement, "numpy<2"]):
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)  # no half-made environment left behind
             raise VentkitError(f"installing SAMSEG failed ({' '.join(argv[:4])}...): {proc.stderr.strip()[-500:]}")
-    return venv / "bin" / "run_samseg"
+    return venv / VENV_SCRIPTS / "run_samseg"

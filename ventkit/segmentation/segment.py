@@ -15,21 +15,21 @@ from ..errors import InputError, VentkitError, VentkitWarning
 from ..labels import unknown_labels
 from ..io import MGH_SUFFIXES, NIFTI_SUFFIXES, NRRD_SUFFIXES, Volume, read_volume, stem_of, suffix_of, write_text, \
     write_volume
-from ..models import models_dir
+from ..paths import models_dir
 from ..progress import Callback, track
-from ..volumetry import volume_report
+from ..volumetry import VolumeReport, row_fields, volume_report
 
 SCAN_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES + MGH_SUFFIXES
 NNUNET_MODELS = ("augmented", "real", "synthetic")
 SYNTHSEG_RECIPE = "synthseg_recipe"
 MODELS = (*NNUNET_MODELS, "synthseg", "samseg", SYNTHSEG_RECIPE)
+DEFAULT_MODEL = "augmented"
+BASELINE_MODELS = ("synthetic", SYNTHSEG_RECIPE)  # the paper's ablation baselines, offered only on request
 BRAIN_FOV_MM = (80.0, 600.0)  # each side of a scan that can hold a whole brain
 MAX_IN_PLANE_MM = 3.5  # the two finer voxel sides of a scan the models can read
 MAX_SLICE_MM = 10.0  # its coarsest voxel side (thick slices)
 MAX_INTENSITY = 1e30  # beyond this, float32 normalisation overflows
 LABEL_MAP_VALUES = 64  # an "image" with at most this many distinct values, all FreeSurfer labels, is a label map
-REPORT_ROWS = ("left_lateral", "right_lateral", "left_inferior_lateral", "right_inferior_lateral", "third",
-               "fourth", "total")
 
 
 class Segmenter(Protocol):
@@ -42,25 +42,16 @@ def model_folder(name: str) -> Path:
     return models_dir() / f"ventsegment_{name}"
 
 
-def shipped_models() -> list[str]:
-    """The nnU-Net models whose weights are shipped, best first (augmented, synthetic, real)."""
-    return [m for m in ("augmented", "synthetic", "real") if (model_folder(m) / "model_card.json").is_file()]
-
-
-def default_model(notify=print) -> str:
-    """`augmented`; until it is shipped, the best shipped nnU-Net model (said through `notify`)."""
-    shipped = shipped_models()
-    if not shipped or shipped[0] == "augmented":
-        return "augmented"
-    notify(f"the augmented model is not shipped yet: using the {shipped[0]} model"
-           + (", trained on natural ventricle volumes only: it underestimates enlarged ventricles (see its "
-              "model card)" if shipped[0] == "real" else ""))
-    return shipped[0]
+def shipped_models(baselines: bool = True) -> list[str]:
+    """The nnU-Net models whose weights are shipped, the default first; the paper's ablation baselines
+    (BASELINE_MODELS, not for measuring patients) only with `baselines`."""
+    return [m for m in (*NNUNET_MODELS, SYNTHSEG_RECIPE) if (baselines or m not in BASELINE_MODELS)
+            and (model_folder(m) / "model_card.json").is_file()]
 
 
 def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
                    folder: str | Path | None = None, keep_islands: bool = False) -> Segmenter:
-    """A segmenter by name (default: `default_model()`); `synthseg` is the installed SynthSeg, else
+    """A segmenter by name (default: DEFAULT_MODEL); `synthseg` is the installed SynthSeg, else
     ventkit's SynthSeg-recipe baseline; `samseg` is an installed SAMSEG (`ventkit install-samseg`).
 
     With `folder`, the nnU-Net model in that folder instead of a shipped one (`model` is then only a name).
@@ -69,13 +60,13 @@ def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
     from .predictor import VentricleSegmenter
     from .references import InstalledSamseg, InstalledSynthSeg, find_samseg, find_synthseg
 
-    model = model or default_model(notify)
+    model = model or DEFAULT_MODEL
     if folder is not None:
         seg = VentricleSegmenter(folder, device, keep_islands=keep_islands)
         seg.description = f"nnU-Net model {folder}"
         return seg
     if model not in MODELS:
-        raise InputError("--model", f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+        raise InputError("model", f"unknown model '{model}' (choose from {', '.join(MODELS)})")
     if model == "samseg":
         command = find_samseg()
         if not command:
@@ -99,24 +90,8 @@ def load_segmenter(model: str | None = None, device: str = "auto", notify=print,
 @dataclass
 class SegmentationResult:
     labels: Volume
-    report: dict
+    report: VolumeReport
     files: dict[str, Path]
-
-
-def report_csv(report: dict) -> str:
-    """Structure, mL rows (with their SD when the report has an uncertainty), then total, asymmetry and
-    Evans index."""
-    buf = _io.StringIO()
-    w = csv.writer(buf)
-    sd = report.get("ventricles_sd_ml")
-    w.writerow(["structure", "volume_ml"] + (["sd_ml"] if sd else []))
-    for key in REPORT_ROWS:
-        w.writerow([key, f"{report['ventricles_ml'][key]:.3f}"] + ([f"{sd[key]:.3f}"] if sd else []))
-    w.writerow(["lateral_asymmetry_percent", f"{report['lateral_asymmetry_percent']:.2f}"])
-    w.writerow(["left_right_asymmetry_percent", f"{report['left_right_asymmetry_percent']:.2f}"])
-    evans = (report.get("evans") or {}).get("evans_index")
-    w.writerow(["evans_index", "" if evans is None else f"{evans:.4f}"])
-    return buf.getvalue()
 
 
 def check_brain_field_of_view(volume: Volume) -> None:
@@ -150,7 +125,7 @@ def check_scan(volume: Volume) -> None:
 def check_uncertainty(segmenter: Segmenter) -> None:
     """Refuse `--uncertainty` for a segmenter that cannot give one (the installed references)."""
     if not hasattr(segmenter, "segment_with_uncertainty"):
-        raise InputError("--uncertainty", f"{segmenter.description} gives no uncertainty (only VentSegment's "
+        raise InputError("uncertainty", f"{segmenter.description} gives no uncertainty (only VentSegment's "
                                           f"nnU-Net models do)")
 
 
@@ -166,7 +141,7 @@ def uncertainty_of(segmenter: Segmenter, passes: list[dict]) -> tuple[dict, dict
     return sd, method
 
 
-def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = False) -> tuple[Volume, dict]:
+def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = False) -> tuple[Volume, VolumeReport]:
     """Segment `volume`; the report carries the volumes and every warning raised on the way (uncertain
     sides among them). With `uncertainty`, each volume also gets an SD (`ventricles_sd_ml`, see
     `uncertainty_of`)."""
@@ -181,13 +156,12 @@ def segment_volume(volume: Volume, segmenter: Segmenter, uncertainty: bool = Fal
             labels = segmenter.segment(volume)
     if labels.array.shape != volume.array.shape or not np.allclose(labels.affine, volume.affine):
         raise VentkitError(f"{segmenter.description} returned a map off the scan's grid")
-    report = volume_report(labels)
-    report.pop("structures_ml")
-    report["model"] = segmenter.description
+    report = volume_report(labels, structures=False)
+    report.model = segmenter.description
     if uncertainty:
-        report["ventricles_sd_ml"], report["uncertainty"] = uncertainty_of(segmenter, passes)
-    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)]
-    if report["ventricles_total_ml"] == 0:
+        report.ventricles_sd_ml, report.uncertainty = uncertainty_of(segmenter, passes)
+    report.warnings = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)]
+    if report.total_ml == 0:
         raise VentkitError(f"{volume.source}: {segmenter.description} found no ventricles, which every brain has: "
                            "not a brain MRI, a contrast or field of view the model cannot read, or damaged "
                            "weights; nothing was written")
@@ -216,14 +190,14 @@ def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter,
         warnings.simplefilter("always", VentkitWarning)
         volume = read_volume(path)
     labels, report = segment_volume(volume, segmenter, uncertainty)
-    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)] + report["warnings"]
+    report.warnings = [str(w.message) for w in caught if issubclass(w.category, VentkitWarning)] + report.warnings
     out_dir, stem = Path(out_dir), stem or stem_of(path)
     files = {"labels": out_dir / f"{stem}_ventricles.nii.gz", "json": out_dir / f"{stem}_volumes.json",
              "csv": out_dir / f"{stem}_volumes.csv"}
     # everything is computed before the first write; each write is atomic
     write_volume(labels, files["labels"], dtype=np.int16)
-    write_text(files["json"], json.dumps(report, indent=1))
-    write_text(files["csv"], report_csv(report))
+    write_text(files["json"], json.dumps(report.to_dict(), indent=1))
+    write_text(files["csv"], report.csv())
     return SegmentationResult(labels, report, files)
 
 
@@ -236,21 +210,16 @@ def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path
     if not scans:
         raise InputError(folder, "no NIfTI, NRRD or MGZ scans")
     buf = _io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["scan", *[f"{k}_ml" for k in REPORT_ROWS], *([f"{k}_sd_ml" for k in REPORT_ROWS] if uncertainty
-                                                              else []), "lateral_asymmetry_percent", "evans_index",
-                "error"])
+    w = csv.DictWriter(buf, fieldnames=["scan", *row_fields(uncertainty), "error"])
+    w.writeheader()
     done = 0
     for scan, stem in track(list(zip(scans, output_stems(scans))), len(scans), "segment", callback, cancelled, quiet):
         try:
-            r = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
+            report = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
         except VentkitError as exc:
-            w.writerow([scan.name, *[""] * (len(REPORT_ROWS) * (2 if uncertainty else 1) + 2), str(exc)])
+            w.writerow({"scan": scan.name, "error": str(exc)})
             continue
         done += 1
-        evans = (r.get("evans") or {}).get("evans_index")
-        sd = [f"{r['ventricles_sd_ml'][k]:.3f}" for k in REPORT_ROWS] if uncertainty else []
-        w.writerow([scan.name, *[f"{r['ventricles_ml'][k]:.3f}" for k in REPORT_ROWS], *sd,
-                    f"{r['lateral_asymmetry_percent']:.2f}", "" if evans is None else f"{evans:.4f}", ""])
+        w.writerow({"scan": scan.name, **report.row(uncertainty)})
     write_text(csv_path, buf.getvalue())
     return done

@@ -19,9 +19,10 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from ..errors import VentkitWarning
+from ..labels import VENTRICLE_GROUPS
 
 # side-agnostic class -> (left, right) FreeSurfer ids; single-sided classes -> their id
-PAIRED = {1: (4, 43), 2: (5, 44)}
+PAIRED = {1: VENTRICLE_GROUPS["lateral"], 2: VENTRICLE_GROUPS["inferior_lateral"]}
 MIDLINE = {3: 14, 4: 15}
 MIN_THIRD_VOXELS = 20
 ONE_SIDE = 0.9

@@ -22,12 +22,12 @@ def check_volume_spec(volumes: str, volume_range_ml: tuple[float, float]) -> Non
     """Refuse 'natural' and volumes the synthesizer was not trained for, before anything is written."""
     parse_volumes(volumes)
     if volumes.strip().lower() == "natural":
-        raise InputError("--volumes", "a synthetic dataset needs volumes (uniform:A:B or a list), not 'natural'")
+        raise InputError("volumes", "a synthetic dataset needs volumes (uniform:A:B or a list), not 'natural'")
     spec = volumes.strip().lower().removeprefix("uniform:").replace(":", ",")
     values = [float(v) for v in spec.split(",") if v]
     lo, hi = volume_range_ml
     if min(values) < lo or max(values) > hi:
-        raise InputError("--volumes", f"'{volumes}' leaves the synthesizer's range {lo:g}-{hi:g} mL")
+        raise InputError("volumes", f"'{volumes}' leaves the synthesizer's range {lo:g}-{hi:g} mL")
 
 
 def build_synthetic_dataset(synthesizer, out_dir: str | Path, n: int, volumes: str = "uniform:5:300",
@@ -36,7 +36,7 @@ def build_synthetic_dataset(synthesizer, out_dir: str | Path, n: int, volumes: s
     """Write `n` pairs of `synthesizer` (see pairs.load_synthesizer) as nnU-Net training cases `synth_XXXX`;
     a folder built with other settings is refused unless `force` (see `NnUNetDatasetWriter.claim`)."""
     if n < 1:
-        raise InputError("--n", "need at least one case")
+        raise InputError("n", "need at least one case")
     check_volume_spec(volumes, synthesizer.volume_range_ml)
     sample_volume = parse_volumes(volumes)
     out_dir = Path(out_dir)

@@ -10,7 +10,7 @@ from ..anatomy.corpus import brain_center
 from ..anatomy.grid import GRIDS, sample_image, sample_labels
 from ..io import Volume, reorient_to_ras, validate
 from ..labels import to_segmentation
-from ..models import models_dir
+from ..paths import models_dir
 from .image_model import ImageModelConfig, build_image_autoencoder, build_image_unet
 from .mask_model import one_hot
 from .weights import LoadedGenerator, export_generator

@@ -11,13 +11,29 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .mask_model import NUM_LABELS
+from .mask_model import NUM_LABELS, check_network_sizes
 
 
 @dataclass(frozen=True)
 class ImageModelConfig:
     """Sizes of both networks (defaults: the 3.3 mm 'mask' grid and CPU-sized channels, like the mask
-    generator's)."""
+    generator's).
+
+    Args:
+        grid: name of the model grid, a key of `GRIDS`.
+        ae_channels: autoencoder channels per level; integers >= 1.
+        latent_channels: channels of the latent; >= 1.
+        ae_res_blocks: residual blocks per autoencoder level; >= 1.
+        ae_norm_groups: group-norm groups of the autoencoder; >= 1.
+        spade_channels: hidden channels of each SPADE normalization; >= 1.
+        ldm_channels: diffusion U-Net channels per level; integers >= 1.
+        ldm_attention: whether each U-Net level has attention; one boolean per `ldm_channels` level.
+        ldm_res_blocks: residual blocks per U-Net level; >= 1.
+        ldm_head_channels: channels per attention head; >= 1.
+        ldm_norm_groups: group-norm groups of the U-Net; >= 1.
+        train_timesteps: diffusion timesteps of the noise schedule; >= 1.
+        prediction_type: what the U-Net predicts: "epsilon" or "v_prediction".
+    """
 
     grid: str = "mask"
     ae_channels: tuple[int, ...] = (16, 32, 64)
@@ -32,6 +48,10 @@ class ImageModelConfig:
     ldm_norm_groups: int = 16
     train_timesteps: int = 1000
     prediction_type: str = "v_prediction"
+
+    def __post_init__(self):
+        check_network_sizes(self, ("latent_channels", "ae_res_blocks", "ae_norm_groups", "spade_channels",
+                                   "ldm_res_blocks", "ldm_head_channels", "ldm_norm_groups", "train_timesteps"))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,11 +8,13 @@ guidance is filled with `NULL_CONTEXT` (MONAI's `cfg_fill_value`).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from ..anatomy.grid import GRIDS
 from ..anatomy.ventricles import MAX_ML, MIN_ML
 from ..labels import SEGMENTATION_IDS
 
@@ -22,6 +24,43 @@ _INDEX_OF_ID = np.zeros(max(SEGMENTATION_IDS) + 1, np.int64)
 _INDEX_OF_ID[list(SEGMENTATION_IDS)] = np.arange(NUM_LABELS)
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def check_volume_range(volume_range_ml) -> None:
+    """Raise ValueError unless `volume_range_ml` is (lo, hi) mL with 0 < lo < hi, both finite."""
+    try:
+        lo, hi = (float(v) for v in volume_range_ml)
+        ok = math.isfinite(hi) and 0 < lo < hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"volume_range_ml must be (lo, hi) with 0 < lo < hi (mL), got {volume_range_ml!r}")
+
+
+def check_network_sizes(cfg, counts: tuple[str, ...]) -> None:
+    """The checks that `MaskModelConfig` and `ImageModelConfig` share; ValueError naming the field."""
+    if cfg.grid not in GRIDS:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {cfg.grid!r}")
+    for name in ("ae_channels", "ldm_channels"):
+        value = getattr(cfg, name)
+        if not (isinstance(value, tuple) and value and all(_count(c) for c in value)):
+            raise ValueError(f"{name} must be a non-empty tuple of integers >= 1, got {value!r}")
+    if not (isinstance(cfg.ldm_attention, tuple) and len(cfg.ldm_attention) == len(cfg.ldm_channels)
+            and all(isinstance(a, (bool, np.bool_)) for a in cfg.ldm_attention)):
+        raise ValueError(f"ldm_attention must be a tuple of {len(cfg.ldm_channels)} booleans (one per ldm_channels "
+                         f"level), got {cfg.ldm_attention!r}")
+    for name in counts:
+        if not _count(getattr(cfg, name)):
+            raise ValueError(f"{name} must be an integer >= 1, got {getattr(cfg, name)!r}")
+    if cfg.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {cfg.prediction_type!r}")
+
+
+def _count(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True)
 class MaskModelConfig:
     """Sizes of both networks (defaults: COMPUTE.md's mask design at the 3.3 mm 'mask' grid).
@@ -29,6 +68,22 @@ class MaskModelConfig:
     Both are smaller than COMPUTE.md's sketch, to train on the 2-core CPU: the autoencoder's first level
     has 16 channels, not 32 (1.6 instead of 4.2 s per step), and the diffusion U-Net (32, 64, 128)
     channels, 8.5 M parameters instead of 22 M (2.6 times faster steps) for a latent of only 12x16x12x3.
+
+    Args:
+        grid: name of the model grid, a key of `GRIDS`.
+        ae_channels: autoencoder channels per level; integers >= 1.
+        latent_channels: channels of the latent; >= 1.
+        ae_res_blocks: residual blocks per autoencoder level; >= 1.
+        ae_norm_groups: group-norm groups of the autoencoder; >= 1.
+        ldm_channels: diffusion U-Net channels per level; integers >= 1.
+        ldm_attention: whether each U-Net level has attention; one boolean per `ldm_channels` level.
+        ldm_res_blocks: residual blocks per U-Net level; >= 1.
+        ldm_head_channels: channels per attention head; >= 1.
+        ldm_norm_groups: group-norm groups of the U-Net; >= 1.
+        train_timesteps: diffusion timesteps of the noise schedule; >= 1.
+        prediction_type: what the U-Net predicts: "epsilon" or "v_prediction".
+        volume_range_ml: (lo, hi) total ventricle volumes the conditioning spans, mL; 0 < lo < hi.
+        extra: free-form notes kept with the config; a dict.
     """
 
     grid: str = "mask"
@@ -45,6 +100,13 @@ class MaskModelConfig:
     prediction_type: str = "v_prediction"
     volume_range_ml: tuple[float, float] = (MIN_ML, MAX_ML)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_network_sizes(self, ("latent_channels", "ae_res_blocks", "ae_norm_groups", "ldm_res_blocks",
+                                   "ldm_head_channels", "ldm_norm_groups", "train_timesteps"))
+        check_volume_range(self.volume_range_ml)
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
 
     def to_dict(self) -> dict:
         return asdict(self)

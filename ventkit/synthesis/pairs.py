@@ -9,6 +9,7 @@ rendered from it SynthSeg-style). Every pair says what drew its map and its imag
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,15 +34,25 @@ class Pair:
 
 
 CONTRASTS = ("t1", "random", "mixed")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class Appearance:
-    """How a pair's image is rendered SynthSeg-style: contrast "t1", "random" (SynthSeg's randomized
-    contrast, with its generation classes when given) or "mixed" (either, drawn per pair), the range
-    of the slice thickness, and the bias field and noise of an `ACQUISITIONS` entry ("varied": strong;
-    "clean": mild, as the image generator's training renders). The default is a 1 mm T1, what the panel
-    shows; VentSegment's training sets randomize it."""
+    """How a pair's image is rendered SynthSeg-style. The default is a 1 mm T1, what the panel shows;
+    VentSegment's training sets randomize it.
+
+    Args:
+        contrast: "t1", "random" (SynthSeg's randomized contrast) or "mixed" (either, drawn per pair).
+        thickness_mm: (lo, hi) slice thickness drawn per pair, mm; 1 <= lo <= hi <= 8.
+        classes: SynthSeg's label -> generation class grouping for the random contrast
+            (`load_generation_classes`), or None.
+        acquisition: the bias field and noise of an `ACQUISITIONS` entry: "varied" (strong) or "clean" (mild,
+            as the image generator's training renders).
+
+    Raises:
+        InputError (a ValueError) naming the `ventkit synth` option for a value those options can give.
+    """
 
     contrast: str = "t1"
     thickness_mm: tuple[float, float] = (1.0, 1.0)
@@ -50,10 +61,14 @@ class Appearance:
 
     def __post_init__(self):
         if self.contrast not in CONTRASTS:
-            raise InputError("--contrast", f"unknown contrast '{self.contrast}' (choose from {', '.join(CONTRASTS)})")
+            raise InputError("contrast", f"unknown contrast '{self.contrast}' (choose from {', '.join(CONTRASTS)})")
+        if np.shape(self.thickness_mm) != (2,):
+            raise ValueError(f"thickness_mm must be (lo, hi) in mm, got {self.thickness_mm!r}")
         lo, hi = self.thickness_mm
         if not 1.0 <= lo <= hi <= 8.0:
-            raise InputError("--thickness", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
+            raise InputError("thickness_mm", f"slice thickness {lo:g}-{hi:g} mm: use 1 mm up to 8 mm")
+        if self.classes is not None and not isinstance(self.classes, dict):
+            raise ValueError(f"classes must be a dict of label -> class or None, got {type(self.classes).__name__}")
         acquisition_spec(self.acquisition)
 
     def settings(self) -> dict:
@@ -65,7 +80,13 @@ class Appearance:
 
 
 class AnatomySynthesizer:
-    """Pairs drawn from the real training label maps (never the hold-out subjects)."""
+    """Pairs drawn from the real training label maps (never the hold-out subjects).
+
+    Args:
+        label_dir: folder of the real label maps, or None for the default ($VENTKIT_DATA or ../shared).
+        grid: output grid, a key of `GRIDS`.
+        appearance: how the images are rendered (`Appearance`).
+    """
 
     name = "anatomy"
     description = ("real training label map, randomly deformed, ventricles resized by a smooth flow, "
@@ -74,7 +95,8 @@ class AnatomySynthesizer:
 
     def __init__(self, label_dir: str | Path | None = None, grid: str = "paper", appearance: Appearance = Appearance()):
         if grid not in GRIDS:
-            raise InputError("--grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+            raise InputError("grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
+        _check_appearance(appearance)
         self.paths = list_subjects(label_dir)
         self.subjects = split_subjects(label_dir)["train"]
         if not self.subjects:
@@ -102,13 +124,34 @@ class DiffusionSynthesizer:
     """Pairs drawn by the mask latent diffusion model for the volume, then a T1 for that map: the SPADE
     image generator's when it is shipped (or `image_model` is given), else rendered SynthSeg-style. An
     `appearance` other than the default clean T1 (random contrast, thick slices: what VentSegment's
-    training sets ask for) is rendered too, since the image generator draws T1s only."""
+    training sets ask for) is rendered too, since the image generator draws T1s only.
+
+    Args:
+        mask_model: folder of the mask generator, or None for the shipped one.
+        image_model: folder of the image generator, or None for the shipped one (when shipped).
+        device: "auto", "cpu" or "cuda".
+        guidance: classifier-free guidance scale, finite and >= 0; None for the calibrated one.
+        steps: DDIM steps, >= 1; None for those of the calibration.
+        spacing_mm: voxel size of the output, mm, from 0.5 mm up to the model grid's; None for the model grid.
+        appearance: how images are rendered when they are not drawn by the image generator (`Appearance`).
+    """
 
     name = "diffusion"
 
     def __init__(self, mask_model: str | Path | None = None, image_model: str | Path | None = None,
-                 device: str = "auto", guidance: float = 3.0, steps: int = 50, spacing_mm: float | None = None,
-                 appearance: Appearance = Appearance()):
+                 device: str = "auto", guidance: float | None = None, steps: int | None = None,
+                 spacing_mm: float | None = None, appearance: Appearance = Appearance()):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        if guidance is not None and not (isinstance(guidance, numbers.Real) and np.isfinite(guidance)
+                                         and guidance >= 0):
+            raise ValueError(f"guidance must be finite and >= 0 (or None), got {guidance!r}")
+        if steps is not None and not (isinstance(steps, numbers.Integral) and steps >= 1):
+            raise ValueError(f"steps must be an integer >= 1 (or None), got {steps!r}")
+        if spacing_mm is not None and not (isinstance(spacing_mm, numbers.Real) and np.isfinite(spacing_mm)
+                                           and spacing_mm > 0):
+            raise ValueError(f"spacing_mm must be finite and > 0 (or None), got {spacing_mm!r}")
+        _check_appearance(appearance)
         from .mask_generator import MaskGenerator
 
         self.masks = MaskGenerator(mask_model, device)
@@ -118,7 +161,10 @@ class DiffusionSynthesizer:
 
             self.images = ImageGenerator(image_model, device)
         self.volume_range_ml = self.masks.cfg.volume_range_ml
-        self.guidance, self.steps, self.appearance = guidance, steps, appearance
+        defaults = self.masks.defaults  # the calibrated guidance and steps unless others are asked for
+        self.guidance = defaults.guidance if guidance is None else guidance
+        self.steps = defaults.steps if steps is None else steps
+        self.appearance = appearance
         self.spacing_mm = spacing_mm
         self.masks.output_grid(spacing_mm)  # refuse a bad spacing before anything is drawn
         self.description = "volume-guided mask latent diffusion model, then " + (
@@ -154,15 +200,20 @@ class DiffusionSynthesizer:
         return Pair(image, labels, info)
 
 
+def _check_appearance(appearance) -> None:
+    if not isinstance(appearance, Appearance):
+        raise ValueError(f"appearance must be an Appearance, got {type(appearance).__name__}")
+
+
 def _check_range(volume_ml: float, volume_range_ml) -> None:
     lo, hi = volume_range_ml
     if not lo <= volume_ml <= hi:
-        raise InputError("--volume", f"{volume_ml:g} mL is outside the range {lo:g}-{hi:g} mL")
+        raise InputError("volume_ml", f"{volume_ml:g} mL is outside the range {lo:g}-{hi:g} mL")
 
 
 def shipped_generators() -> set[str]:
     """Which of the two generators ("mask", "image") are shipped (their model cards are in place)."""
-    from ..models import models_dir
+    from ..paths import models_dir
 
     return {name for name in ("mask", "image") if (models_dir() / f"{name}_generator" / "model_card.json").is_file()}
 
@@ -173,14 +224,15 @@ def diffusion_available() -> bool:
 
 
 def load_synthesizer(backend: str = "auto", label_dir: str | Path | None = None, grid: str = "paper",
-                     device: str = "auto", guidance: float = 3.0, steps: int = 50, spacing_mm: float | None = None,
+                     device: str = "auto", guidance: float | None = None, steps: int | None = None,
+                     spacing_mm: float | None = None,
                      appearance: Appearance = Appearance()):
     """`diffusion` when the mask generator is shipped (or asked for), else `anatomy`."""
     if backend == "diffusion" or (backend == "auto" and diffusion_available()):
         return DiffusionSynthesizer(device=device, guidance=guidance, steps=steps, spacing_mm=spacing_mm,
                                     appearance=appearance)
     if backend not in ("auto", "anatomy"):
-        raise InputError("--backend", f"unknown backend '{backend}' (auto, diffusion or anatomy)")
+        raise InputError("backend", f"unknown backend '{backend}' (auto, diffusion or anatomy)")
     return AnatomySynthesizer(label_dir, grid, appearance)
 
 
@@ -193,8 +245,8 @@ def write_pair(pair: Pair, out_dir: str | Path, stem: str, preview: bool = True)
     if preview:
         files["preview"] = save_preview(out / f"{stem}_preview.png", pair.image, pair.segmentation,
                                         title=f"{stem}: requested {pair.info['requested_ml']:.1f} mL, "
-                                              f"got {report['ventricles_total_ml']:.1f} mL")
-    info = {**pair.info, "ventricles_ml": report["ventricles_ml"],
+                                              f"got {report.total_ml:.1f} mL")
+    info = {**pair.info, "ventricles_ml": report.ventricles_ml,
             "files": {k: p.name for k, p in files.items()}}
     files["info"] = write_text(out / f"{stem}.json", json.dumps(info, indent=1))
     return files

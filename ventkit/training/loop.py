@@ -7,6 +7,8 @@ at the end; a new call with the same run folder resumes from it. Losses are appe
 from __future__ import annotations
 
 import csv
+import math
+import numbers
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,31 @@ from ..progress import check_terminated
 
 @dataclass
 class LoopSettings:
+    """When `train_loop` stops, saves and previews.
+
+    Args:
+        max_steps: the step to train up to (counted over resumed calls); an integer >= 0.
+        minutes: time budget of this call, minutes; finite and >= 0.
+        checkpoint_minutes: interval between checkpoints, minutes; finite and >= 0.
+        preview_every: steps between previews; an integer >= 1.
+        quiet: no progress bar.
+    """
+
     max_steps: int
     minutes: float = 60.0
     checkpoint_minutes: float = 5.0
     preview_every: int = 500
     quiet: bool = False
+
+    def __post_init__(self):
+        if not (isinstance(self.max_steps, numbers.Integral) and self.max_steps >= 0):
+            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}")
+        for name in ("minutes", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not (isinstance(self.preview_every, numbers.Integral) and self.preview_every >= 1):
+            raise ValueError(f"preview_every must be an integer >= 1, got {self.preview_every!r}")
 
 
 class Run:

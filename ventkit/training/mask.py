@@ -10,7 +10,7 @@ from ..io import Volume
 from ..labels import mirror_labels
 from ..models import choose_device
 from ..preview import save_preview
-from ..synthesis.mask_generator import draw_maps
+from ..synthesis.mask_generator import DrawSettings, draw_maps
 from ..synthesis.weights import noise_schedule
 from ..synthesis.mask_model import (MaskModelConfig, build_autoencoder, build_unet, drop_context, encode_volume,
                                     one_hot, to_label_ids)
@@ -112,7 +112,8 @@ def train_mask_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
 
     def preview(i: int, network) -> None:
         for volume in PREVIEW_ML:
-            labels = _grid_volume(cfg, draw_maps(ae, network, cfg, 1.0, volume, 1, 0, 3.0, 25, device)[0])
+            drawn = draw_maps(ae, network, cfg, 1.0, DrawSettings(volume, guidance=3.0, steps=25), device)
+            labels = _grid_volume(cfg, drawn[0])
             save_preview(Run(run_dir).folder / f"preview_{i:06d}_{volume:g}ml.png", labels=labels,
                          title=f"sample for {volume:g} mL (guidance 3), step {i}: "
                                f"{ventricle_volumes_ml(labels)['total']:.1f} mL")

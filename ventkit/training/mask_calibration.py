@@ -15,7 +15,7 @@ import torch
 from ..io import write_text
 from ..labels import SEGMENTATION_IDS
 from ..models import write_card
-from ..synthesis.mask_generator import CALIBRATION_FILE, MaskGenerator, draw_scores, label_offsets
+from ..synthesis.mask_generator import CALIBRATION_FILE, DrawSettings, MaskGenerator, draw_scores, label_offsets
 from ..synthesis.weights import WEIGHTS_FILE
 from .mask_data import MaskDataset
 
@@ -45,8 +45,8 @@ def fit_label_offsets(gen: MaskGenerator, maps: list[np.ndarray], volumes_ml: li
     ids = np.asarray(SEGMENTATION_IDS)
     target = np.mean([np.bincount(np.searchsorted(ids, maps[k]).ravel(), minlength=ids.size) for k in pick], axis=0)
     scores = [draw_scores(gen.autoencoder, gen.unet, gen.cfg, gen.scale_factor,
-                          [volumes_ml[k] for k in pick[i:i + batch]], len(pick[i:i + batch]),
-                          LABEL_OFFSET_SEED + i, guidance, steps, gen.device).half().cpu()
+                          DrawSettings([volumes_ml[k] for k in pick[i:i + batch]], guidance, steps,
+                                       n=len(pick[i:i + batch]), seed=LABEL_OFFSET_SEED + i), gen.device).half().cpu()
               for i in range(0, len(pick), batch)]
 
     def mean_counts(offsets: torch.Tensor) -> np.ndarray:
