@@ -207,9 +207,15 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             slicer.util.errorDisplay(f"Could not start the segmentation: {exc}")
             return
-        self.ui.progressBar.setRange(0, 0)
-        self.ui.statusLabel.text = "Segmenting..."
+        self.follow("Segmenting...")
+
+    def follow(self, status, steps=0):
+        """Show the job just started in `self.job` and poll it: busy, or a bar of `steps` steps."""
+        self.ui.progressBar.setRange(0, steps)
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = status
         self.ui.warningLabel.text = ""
+        self.ui.logTextEdit.setPlainText("")
         self.timer.start()
         self.updateGUIFromParameterNode()
 
@@ -268,11 +274,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             slicer.util.errorDisplay(f"Could not start the comparison: {exc}")
             return
-        self.ui.progressBar.setRange(0, 0)
-        self.ui.statusLabel.text = "Segmenting both visits and registering them..."
-        self.ui.warningLabel.text = ""
-        self.timer.start()
-        self.updateGUIFromParameterNode()
+        self.follow("Segmenting both visits and registering them...")
 
     def finishCompare(self, job):
         self.ui.progressBar.setRange(0, 1)
@@ -294,10 +296,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureDependencies():
             return
         self.job = self.logic.startSamsegInstall()
-        self.ui.progressBar.setRange(0, 0)  # busy: pip reports no overall progress
-        self.ui.statusLabel.text = "Installing SAMSEG (several minutes; needs the package index)..."
-        self.timer.start()
-        self.updateGUIFromParameterNode()
+        self.follow("Installing SAMSEG (several minutes; needs the package index)...")
 
     def finishInstall(self, job):
         self.ui.progressBar.setRange(0, 1)
@@ -365,12 +364,7 @@ class VentSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             slicer.util.errorDisplay(f"Could not start the batch: {exc}")
             return
-        self.ui.progressBar.setRange(0, self.job.expected)
-        self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = f"Segmenting every scan in {folder}..."
-        self.ui.warningLabel.text = ""
-        self.timer.start()
-        self.updateGUIFromParameterNode()
+        self.follow(f"Segmenting every scan in {folder}...", self.job.expected)
 
 
 #

@@ -20,19 +20,8 @@ class ImageModelConfig:
     generator's).
 
     Args:
-        grid: name of the model grid, a key of `GRIDS`.
-        ae_channels: autoencoder channels per level; integers >= 1.
-        latent_channels: channels of the latent; >= 1.
-        ae_res_blocks: residual blocks per autoencoder level; >= 1.
-        ae_norm_groups: group-norm groups of the autoencoder; >= 1.
         spade_channels: hidden channels of each SPADE normalization; >= 1.
-        ldm_channels: diffusion U-Net channels per level; integers >= 1.
-        ldm_attention: whether each U-Net level has attention; one boolean per `ldm_channels` level.
-        ldm_res_blocks: residual blocks per U-Net level; >= 1.
-        ldm_head_channels: channels per attention head; >= 1.
-        ldm_norm_groups: group-norm groups of the U-Net; >= 1.
-        train_timesteps: diffusion timesteps of the noise schedule; >= 1.
-        prediction_type: what the U-Net predicts: "epsilon" or "v_prediction".
+        The others: as `MaskModelConfig`'s (the same networks, conditioned on the label map by SPADE).
     """
 
     grid: str = "mask"
