@@ -382,18 +382,20 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
         write_text(out_dir / f, (results / f).read_text())
     plans = json.loads((results / "plans.json").read_text())["configurations"][CONFIGURATION]
     log = ckpt["logging"]
+    settings = json.loads((run / "settings.json").read_text())
     # nnU-Net's U-Net reaches each conv by several names: count every tensor once
     n_params = int(sum({v.data_ptr(): v.numel() for v in ckpt["network_weights"].values()}.values()))
     full = {"date": date.today().isoformat(), "framework": "nnU-Net v2 (nnunetv2)", "configuration": CONFIGURATION,
             "architecture": {"class": plans["architecture"]["network_class_name"], "parameters": n_params,
                              "features_per_stage": plans["architecture"]["arch_kwargs"]["features_per_stage"],
                              "patch_size": plans["patch_size"], "spacing_mm": plans["spacing"]},
-            "training": {"epochs": ckpt["current_epoch"], "iterations_per_epoch": json.loads(
-                (run / "settings.json").read_text())["iterations"], "trainer": nnUNetTrainerVentkit.__name__,
-                "sources": prepared["sources"],
-                "final_train_loss": float(np.round(log["train_losses"][-1], 4)) if log.get("train_losses") else None,
-                "final_pseudo_dice": [float(np.round(x, 4)) for x in log["dice_per_class_or_region"][-1]]
-                if log.get("dice_per_class_or_region") else None},
+            "training": {"epochs": ckpt["current_epoch"], "iterations_per_epoch": settings["iterations"],
+                         "trainer": nnUNetTrainerVentkit.__name__, "sources": prepared["sources"],
+                         "initialised_from": settings.get("init_from"),
+                         "final_train_loss": float(np.round(log["train_losses"][-1], 4))
+                         if log.get("train_losses") else None,
+                         "final_pseudo_dice": [float(np.round(x, 4)) for x in log["dice_per_class_or_region"][-1]]
+                         if log.get("dice_per_class_or_region") else None},
             **card}
     write_cards(out_dir, full)
     return out_dir
