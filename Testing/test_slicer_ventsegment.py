@@ -119,9 +119,12 @@ def test_cancel_leaves_no_files_and_no_nodes(scene, scan, logic):
     job = logic.startSegmentation(node, reference="none", device="cpu")
     work = job.work_dir
     job.cancel()
+    assert not job.running() and not job.succeeded()
+    with pytest.raises(RuntimeError, match="failed"):  # what the panel would load, had it not been cancelled
+        logic.loadResults(job)
+    assert scene.GetNumberOfNodes() == before
     job.cleanup()
     assert not os.path.exists(work)
-    assert scene.GetNumberOfNodes() == before
 
 
 def test_failure_reports_ventkit_message(scene, scan, logic, tmp_path):

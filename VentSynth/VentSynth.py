@@ -209,7 +209,7 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             if self.jobKind == "pairs":
                 pairs = self.logic.loadPairs(job)
-                self.showPair(*pairs[-1])
+                self.showPair(*pairs[-1][:2])
                 self.ui.statusLabel.text = "\n".join(
                     f"{info['name']}: requested {info['requested_ml']:.1f} mL, measured "
                     f"{info['ventricles_ml']['total']:.1f} mL ({info['subject']}, {info['backend']} backend)"
@@ -227,7 +227,7 @@ class VentSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = 100
         self.updateGUIFromParameterNode()
 
-    def showPair(self, volumeNode, segmentationNode, info):
+    def showPair(self, volumeNode, segmentationNode):
         slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
         segmentationNode.CreateClosedSurfaceRepresentation()
 

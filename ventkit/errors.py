@@ -14,9 +14,5 @@ class InputError(VentkitError, ValueError):
         super().__init__(f"{self.source}: {problem}")
 
 
-class CancelledError(VentkitError):
-    """A long operation was cancelled by its caller."""
-
-
 class VentkitWarning(UserWarning):
     """Something about an input or a result that the user should know (reports carry these)."""

@@ -94,14 +94,14 @@ def segment_scored(seg: Segmenter, image, truth, uncertainty: bool) -> dict:
 
 
 def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback: Callback | None = None,
-                   cancelled=None, quiet: bool = False, cache_dir: str | Path | None = None,
+                   quiet: bool = False, cache_dir: str | Path | None = None,
                    uncertainty: tuple[str, ...] = ()) -> list[dict]:
     """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
     written atomically) and reused on the next call while the model and the case files are the same
     (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped.
     The models named in `uncertainty` (VentSegment's) give each total volume an SD (`sd_ml`)."""
     rows = []
-    for case in track(cases, len(cases), "evaluate", callback, cancelled, quiet):
+    for case in track(cases, len(cases), "evaluate", callback, quiet):
         image = truth = None
         for name, seg in segmenters.items():
             cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None

@@ -1,12 +1,11 @@
-"""One progress/cancel mechanism for every long loop: a tqdm bar, an optional callback, a cancel flag."""
+"""One progress and termination mechanism for every long loop: a tqdm bar, an optional callback, and the
+process-wide termination flag that SIGTERM (a panel's Cancel) sets."""
 from __future__ import annotations
 
 import threading
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
-
-from .errors import CancelledError
 
 T = TypeVar("T")
 Callback = Callable[[int, int, str], None]  # (done, total, message)
@@ -30,13 +29,12 @@ def check_terminated() -> None:
 
 
 def track(items: Iterable[T], total: int, desc: str, callback: Callback | None = None,
-          cancelled: Callable[[], bool] | None = None, quiet: bool = False) -> Iterator[T]:
-    """Yield `items` with a progress bar; call `callback` after each; raise CancelledError when asked."""
+          quiet: bool = False) -> Iterator[T]:
+    """Yield `items` with a progress bar; call `callback` after each; stop (KeyboardInterrupt) before the
+    next item once termination was requested."""
     with tqdm(total=total, desc=desc, disable=quiet, unit="case") as bar:
         for i, item in enumerate(items):
             check_terminated()
-            if cancelled is not None and cancelled():
-                raise CancelledError(f"{desc}: cancelled after {i} of {total}")
             yield item
             bar.update(1)
             if callback is not None:

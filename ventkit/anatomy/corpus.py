@@ -214,7 +214,7 @@ class CorpusJob:
 def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", seed: int = 0,
                  split: str = "train", grid: str = "paper", contrast: str = "t1",
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
-                 callback: Callback | None = None, cancelled=None, quiet: bool = False, workers: int = 1,
+                 callback: Callback | None = None, quiet: bool = False, workers: int = 1,
                  head_texture: float = 0.0, acquisition: str | None = None, fov: str = "head",
                  force: bool = False) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
@@ -267,14 +267,14 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]
     try:
         if workers <= 1:
-            for i in track([i for chunk in chunks for i in chunk], n, f"corpus {split}", callback, cancelled, quiet):
+            for i in track([i for chunk in chunks for i in chunk], n, f"corpus {split}", callback, quiet):
                 job.build([i])
         else:
             import multiprocessing as mp
 
             with mp.get_context("spawn").Pool(workers) as pool:
                 for _ in track(pool.imap_unordered(job.build, chunks), len(chunks), f"corpus {split} (subjects)",
-                               callback, cancelled, quiet):
+                               callback, quiet):
                     pass
     finally:
         writer.remove_partial()  # temporary files of cases cut off by a cancel or a killed worker

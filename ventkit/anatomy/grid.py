@@ -49,7 +49,7 @@ class Grid:
 
 # "paper": the crop of Ruschke et al. (96x112x96 at 1.67x1.75x1.67 mm, 160x196x160 mm).
 # "mask": the same field of view at half resolution, the grid the mask diffusion model trains on
-# (COMPUTE.md: the paper's grid does not train on a 2-core CPU, this one does).
+# (the paper's grid is too fine to train the diffusion models on a 2-core CPU; this one is not).
 GRIDS: dict[str, Grid] = {
     "paper": Grid((96, 112, 96), (1.67, 1.75, 1.67)),
     "mask": Grid((48, 64, 48), (10 / 3, 3.0625, 10 / 3)),

@@ -202,7 +202,7 @@ def segment_file(path: str | Path, out_dir: str | Path, segmenter: Segmenter,
 
 
 def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path, segmenter: Segmenter,
-                   callback: Callback | None = None, cancelled=None, quiet: bool = True,
+                   callback: Callback | None = None, quiet: bool = True,
                    uncertainty: bool = False) -> int:
     """Segment every scan in `folder` into `out_dir`; one CSV row of volumes per scan (a scan that cannot be
     segmented gets its reason in the `error` column, and the others go on); returns the count segmented."""
@@ -213,7 +213,7 @@ def segment_folder(folder: str | Path, out_dir: str | Path, csv_path: str | Path
     w = csv.DictWriter(buf, fieldnames=["scan", *row_fields(uncertainty), "error"])
     w.writeheader()
     done = 0
-    for scan, stem in track(list(zip(scans, output_stems(scans))), len(scans), "segment", callback, cancelled, quiet):
+    for scan, stem in track(list(zip(scans, output_stems(scans))), len(scans), "segment", callback, quiet):
         try:
             report = segment_file(scan, out_dir, segmenter, uncertainty, stem).report
         except VentkitError as exc:

@@ -31,7 +31,7 @@ def check_volume_spec(volumes: str, volume_range_ml: tuple[float, float]) -> Non
 
 
 def build_synthetic_dataset(synthesizer, out_dir: str | Path, n: int, volumes: str = "uniform:5:300",
-                            seed: int = 0, callback: Callback | None = None, cancelled=None,
+                            seed: int = 0, callback: Callback | None = None,
                             quiet: bool = False, force: bool = False) -> dict:
     """Write `n` pairs of `synthesizer` (see pairs.load_synthesizer) as nnU-Net training cases `synth_XXXX`;
     a folder built with other settings is refused unless `force` (see `NnUNetDatasetWriter.claim`)."""
@@ -44,7 +44,7 @@ def build_synthetic_dataset(synthesizer, out_dir: str | Path, n: int, volumes: s
                                           f"({synthesizer.description}), volumes {volumes}, seed {seed}")
     writer.claim({"volumes": volumes, "seed": seed, **synthesizer.settings()}, force)
     try:
-        for i in track(range(n), n, f"synth dataset ({synthesizer.name})", callback, cancelled, quiet):
+        for i in track(range(n), n, f"synth dataset ({synthesizer.name})", callback, quiet):
             case_id = f"synth_{i:04d}"
             if writer.has_case(case_id):
                 continue

@@ -63,11 +63,11 @@ def _count(value) -> bool:
 
 @dataclass(frozen=True)
 class MaskModelConfig:
-    """Sizes of both networks (defaults: COMPUTE.md's mask design at the 3.3 mm 'mask' grid).
+    """Sizes of both networks, at the 3.3 mm 'mask' grid (defaults: sized to train on a 2-core CPU).
 
-    Both are smaller than COMPUTE.md's sketch, to train on the 2-core CPU: the autoencoder's first level
-    has 16 channels, not 32 (1.6 instead of 4.2 s per step), and the diffusion U-Net (32, 64, 128)
-    channels, 8.5 M parameters instead of 22 M (2.6 times faster steps) for a latent of only 12x16x12x3.
+    The autoencoder's first level has 16 channels, not 32 (1.6 instead of 4.2 s per step), and the diffusion
+    U-Net (32, 64, 128) channels, 8.5 M parameters instead of 22 M (2.6 times faster steps) for a latent of
+    only 12x16x12x3.
 
     Args:
         grid: name of the model grid, a key of `GRIDS`.

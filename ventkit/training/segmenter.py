@@ -1,12 +1,11 @@
 """`ventkit train segment`: nnU-Net v2 itself (planner, preprocessor, trainer), sized for a CPU budget.
 
 nnU-Net's default schedule (1000 epochs x 250 iterations, features 32-320) is out of reach on a 2-core
-CPU (see COMPUTE.md). `VentkitPlanner` is nnU-Net's default planner with a 2 mm target spacing and
+CPU. `VentkitPlanner` is nnU-Net's default planner with a 2 mm target spacing and
 16-160 features; `nnUNetTrainerVentkit` is its default trainer with short epochs, a checkpoint every
 epoch and a wall-clock budget, so training resumes across sessions (`checkpoint_latest.pth`). Its
 classes are side-agnostic (left and right come from the anatomy after prediction), so nnU-Net's
-mirroring augmentation stays on: with left/right classes, mirrored brains taught the network to swap
-the sides and training stalled.
+mirroring augmentation stays on.
 Everything lives in one run folder holding nnU-Net's three folders (raw, preprocessed, results).
 """
 from __future__ import annotations
@@ -36,14 +35,13 @@ MAX_PATCH = (64, 80, 64)
 CONFIGURATION = "3d_fullres"
 TARGET_SPACING = (2.0, 2.0, 2.0)
 DATASET_ID = 501
-# CE weight per nnU-Net class (background, lateral, inferior lateral, 3rd, 4th) in the first part of
-# training: the small structures are 0.02-0.06 % of the voxels each, and with weights 5-30 they were still
-# below p = 0.1 after 500 iterations; the weights then fall linearly to 1 between the two fractions of
-# CE_WEIGHTS_ANNEAL, so that the final model's probabilities, and hence its volumes, are not biased
+# CE weight per nnU-Net class (background, lateral, inferior lateral, 3rd, 4th) for a network trained from
+# scratch: the small structures are 0.02-0.06 % of the voxels each; the weights fall linearly to 1 between
+# the two fractions of CE_WEIGHTS_ANNEAL of the schedule, so that the final probabilities, and hence the
+# volumes, are not biased (docs/segmenter.md: "Small structures")
 CE_CLASS_WEIGHTS = (1.0, 2.0, 80.0, 80.0, 80.0)
 CE_WEIGHTS_ANNEAL = (0.6, 0.9)
-# a fine-tune's milder weights: with CE_CLASS_WEIGHTS it called every ventricle voxel inferior lateral, with
-# plain CE (18 epochs from the real model on real + random contrast + synthetic data) it lost that class
+# the weights of a fine-tune (`init_from`), whose network already knows the small classes
 FINE_TUNE_CE_WEIGHTS = (1.0, 1.0, 5.0, 2.0, 2.0)
 # initial learning rate of a fine-tune (`init_from`); nnU-Net's 0.01 is for networks trained from scratch
 FINE_TUNE_LR = 0.003
@@ -80,9 +78,8 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
     keeps the small ventricles (inferior lateral, 3rd, 4th: 0.02-0.06 % of the voxels each) alive.
 
     With nnU-Net's per-sample Dice, a patch without a structure punishes any voxel predicted as it, and
-    the CE gradient of a structure that rare is tiny: in our runs the three small classes collapsed to
-    p < 0.02 everywhere and stayed at Dice 0 for 2 600 iterations. Batch Dice (nnU-Net's own option) and
-    class-weighted CE (ce_class_weights, annealed to plain CE) fix that.
+    the CE gradient of a structure that rare is tiny; batch Dice (nnU-Net's own option) and class-weighted
+    CE (`ce_weights`, annealed to plain CE) keep the small classes learnt.
     """
 
     def __init__(self, plans: dict, configuration: str, fold, dataset_json: dict,
@@ -307,9 +304,6 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
         return {"finished": True, "epoch": epochs, "folder": str(fold_dir)}
     trainer = make_trainer(run, dataset_name, device, resume=latest.is_file())
     trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
-    # The class weights teach a new network the small ventricles; a network that knows them (`init_from`)
-    # loses them under those weights: fine-tuning the real model on random contrasts with CE weight 80, it
-    # called every ventricle voxel inferior lateral (lateral pseudo-Dice 0 after 200 iterations).
     trainer.ce_weights = FINE_TUNE_CE_WEIGHTS if init_from else CE_CLASS_WEIGHTS
     trainer.deadline = start + minutes * 60
     if init_from:
