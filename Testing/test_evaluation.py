@@ -122,3 +122,26 @@ def test_evaluate_refuses_unknown_models_before_rendering_anything(tmp_path, cap
                  "--uncertainty", "augmented"]) == 2
     assert "not among the evaluated models" in capsys.readouterr().err
     assert not holdout.exists() or not any(holdout.rglob("*.nii.gz"))
+
+
+def test_results_tables_come_from_the_cards():
+    from ventkit.evaluation import card_results, real_mri_results
+
+    row = {"n": 2, "mae_ml": 1.5, "mae_sd_ml": 0.5, "bias_ml": -1.0, "dice": 0.9, "dice_sd": 0.01, "dice_lateral": 0.92}
+    cases = {"as_is": {"true_ml": 48.8, "pred_ml": 46.7, "error_percent": -4.3, "lateral_dice": 0.874, "holes_ml": 0.0},
+             "skull_stripped": {"true_ml": 48.8, "pred_ml": 42.7, "error_percent": -12.5, "lateral_dice": 0.855,
+                                "holes_ml": 0.0}}
+    samseg = {"mae_ml": 9.0, "lateral_dice": 0.87, "cases": {"as_is": {**cases["as_is"], "pred_ml": 57.8,
+                                                                      "error_percent": 18.4, "lateral_dice": 0.866}}}
+    cards = {"augmented": {"metrics": {"holdout": {**row, "by_set": [{**row, "set": "Dataset901_Holdout_enlarged_t1"}]},
+                                       "real_mri": {"mae_ml": 4.1, "lateral_dice": 0.86, "cases": cases,
+                                                    "references": {"samseg": samseg}}}},
+             "real": {"metrics": {}}}
+    tables = card_results(cards)
+    assert "| augmented | 2 | 1.50 ± 0.50 | -1.00 | 0.900 ± 0.010 | 0.920 |" in tables
+    assert "| augmented | inflated to 100–300 mL, T1 | 2 |" in tables and "| real |" not in tables
+    real = real_mri_results(cards).splitlines()
+    assert real[2] == "| as is | 48.8 | 46.7 (-4.3 %) | 0.874 | 57.8 (+18.4 %) | 0.866 |"
+    assert real[3].endswith("| 42.7 (-12.5 %) | 0.855 |  |  |")  # SAMSEG did not run this case
+    assert real[-1].startswith("| volume MAE (mL) / mean Dice | | **4.10** | 0.860 |")  # SAMSEG's MAE: not on all cases
+    assert real_mri_results({"real": {"metrics": {}}}) == ""

@@ -335,6 +335,15 @@ def test_new_metrics_reach_both_cards_of_a_shipped_model(tiny_model, tmp_path):
     for folder in (model, model / "fold_all"):
         card = verified_model(folder)
         assert card["metrics"]["holdout"] == {"n": 3, "mae_ml": 2.5} and card["postprocessing"] == "islands removed"
+    real = tmp_path / "real_mri.json"
+    real.write_text(json.dumps({"tiny": {"real_mri": {"mae_ml": 2.0}}, "samseg": {"real_mri": {"mae_ml": 7.0}}}))
+    assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(real),
+                 "--references", "samseg"]) == 0
+    card = verified_model(model)
+    assert card["metrics"]["real_mri"] == {"mae_ml": 2.0, "references": {"samseg": {"mae_ml": 7.0}}}
+    assert card["metrics"]["holdout"]["n"] == 3  # the other figures stay
+    assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(real),
+                 "--references", "synthseg"]) == 2  # no such reference in the file: nothing written
     (model / MODEL_FILES[2]).write_bytes(b"corrupt")
     assert main(["train", "segment-metrics", "--model", str(model), "--name", "tiny", "--metrics", str(evaluation)]) == 2
 

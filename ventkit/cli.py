@@ -373,14 +373,24 @@ def cmd_train_segment(args) -> None:
 BENCHES = {"mask": "mask_volume_control.py", "image": "image_fidelity.py"}
 
 
-def _card_metrics(paths, name: str) -> dict:
-    """{"metrics": ...} from the JSON files of `ventkit evaluate` / the benchmarks: their `name` entries."""
-    metrics = {}
+def _card_metrics(paths, name: str, references=()) -> dict:
+    """{"metrics": ...} from the JSON files of `ventkit evaluate` / the benchmarks: their `name` entries, with
+    the real-MRI figures of the `references` (e.g. samseg, measured on the same cases) under
+    `real_mri.references`."""
+    metrics, found_refs = {}, {}
     for path in paths or []:
-        found = json.loads(Path(path).read_text()).get(name)
-        if found is None:
+        data = json.loads(Path(path).read_text())
+        if data.get(name) is None:
             raise InputError(path, f"holds no metrics for model '{name}'")
-        metrics.update(found)
+        metrics.update(data[name])
+        found_refs.update({r: data[r]["real_mri"] for r in references if "real_mri" in data.get(r, {})})
+    missing = set(references) - set(found_refs)
+    if missing:
+        raise InputError(", ".join(map(str, paths)), f"hold no real-MRI figures of {', '.join(sorted(missing))}")
+    if found_refs:
+        if "real_mri" not in metrics:
+            raise InputError(", ".join(map(str, paths)), f"hold no real-MRI figures of '{name}' to compare with")
+        metrics["real_mri"] = {**metrics["real_mri"], "references": found_refs}
     return {"metrics": metrics} if metrics else {}
 
 
@@ -396,7 +406,7 @@ def cmd_export_segment(args) -> None:
 def cmd_segment_metrics(args) -> None:
     from .training.segmenter import restate_metrics
 
-    restate_metrics(args.model, _card_metrics(args.metrics, args.name)["metrics"], args.note)
+    restate_metrics(args.model, _card_metrics(args.metrics, args.name, args.references)["metrics"], args.note)
     print(f"wrote the metrics of '{args.name}' into the cards of {args.model}")
 
 
@@ -646,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--metrics", nargs="+", required=True,
                    help="metrics.json of `ventkit evaluate` and/or the --json of bench/real_mri.py")
     m.add_argument("--note", default="", help="how the metrics were measured (e.g. the postprocessing)")
+    m.add_argument("--references", nargs="*", default=[], metavar="NAME",
+                   help="also store these segmenters' real-MRI figures (e.g. samseg) beside the model's")
     m.set_defaults(func=cmd_segment_metrics)
     u = tsub.add_parser("calibrate-uncertainty", help="scale a segmenter's test-time SD to its errors (card field)")
     u.add_argument("--model", required=True, help="e.g. Resources/Models/ventsegment_augmented")
