@@ -221,10 +221,16 @@ def set_title(folder_name: str) -> str:
 
 def card_results(cards: dict[str, dict]) -> str:
     """The hold-out tables (overall, then per hold-out set) of the models whose cards are given, from the
-    `evaluate` figures stored in them: the README's results tables."""
+    `evaluate` figures stored in them (`holdout`), then those measured with `--uncertainty`
+    (`holdout_uncertainty`: the test-time mean, its SD and how often the truth lies within ±2 SD): the
+    README's results tables."""
+    return "\n".join(filter(None, (_card_tables(cards, "holdout"), _card_tables(cards, "holdout_uncertainty"))))
+
+
+def _card_tables(cards: dict[str, dict], key: str) -> str:
     summary, per_set = [], []
     for name, card in cards.items():
-        holdout = card.get("metrics", {}).get("holdout")
+        holdout = card.get("metrics", {}).get(key)
         if holdout:
             summary.append({"model": name, **{k: v for k, v in holdout.items() if k != "by_set"}})
             per_set += [{"model": name, **s, "set": set_title(s["set"])} for s in holdout["by_set"]]
