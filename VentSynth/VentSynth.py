@@ -372,11 +372,9 @@ class VentSynthLogic(ScriptedLoadableModuleLogic):
         """Table + bar chart of the ventricle volumes (mL) of every case in an nnU-Net dataset folder."""
         import numpy as np
         import vtk
+        from ventkit.anatomy.nnunet import case_metas
 
-        volumes = []
-        for path in glob.glob(os.path.join(datasetDir, "meta", "*.json")):
-            with open(path) as fh:
-                volumes.append(json.load(fh)["measured_ml"])
+        volumes = [case["measured_ml"] for case in case_metas(datasetDir)]
         if not volumes:
             raise RuntimeError(f"{datasetDir} holds no finished cases")
         counts, edges = np.histogram(volumes, bins=bins)

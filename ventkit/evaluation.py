@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .anatomy.corpus import build_corpus
-from .anatomy.nnunet import FILE_ENDING
+from .anatomy.nnunet import FILE_ENDING, case_metas
 from .anatomy.subjects import default_priors_dir
 from .io import read_volume, write_text
 from .preview import pyplot, save_figure
@@ -51,8 +51,7 @@ def holdout_cases(folders: list[Path]) -> list[dict]:
     """Test cases (image, 33-label truth, meta) of hold-out datasets written by `build_holdout`."""
     cases = []
     for folder in folders:
-        for meta in sorted((folder / "meta").glob("*.json")):
-            info = json.loads(meta.read_text())
+        for info in case_metas(folder):
             if not info.get("test"):
                 continue
             case = info["case_id"]

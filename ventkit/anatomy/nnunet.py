@@ -28,6 +28,13 @@ def ventricle_classes(segmentation: np.ndarray) -> np.ndarray:
     return lut[segmentation]
 
 
+def case_metas(root: str | Path) -> list[dict]:
+    """The meta (`meta/<case>.json`, written last) of every finished case of a dataset folder, in order."""
+    folder = Path(root) / "meta"
+    metas = sorted(m for m in folder.glob("*.json") if not m.name.startswith(".")) if folder.is_dir() else []
+    return [json.loads(m.read_text()) for m in metas]  # a leading dot: a meta file being written
+
+
 class NnUNetDatasetWriter:
     """Writes cases into one nnU-Net v2 raw dataset folder.
 
@@ -106,14 +113,8 @@ class NnUNetDatasetWriter:
                     f.unlink()
 
     def cases(self) -> list[dict]:
-        out = []
-        for meta in sorted((self.root / "meta").glob("*.json")):
-            if meta.name.startswith("."):  # a meta file being written
-                continue
-            info = json.loads(meta.read_text())
-            if self.has_case(info["case_id"], info["test"]):
-                out.append(info)
-        return out
+        """The meta of every case whose files are all in place."""
+        return [info for info in case_metas(self.root) if self.has_case(info["case_id"], info["test"])]
 
     def dataset_json(self, name: str, cases: list[dict]) -> dict:
         """nnU-Net's `dataset.json` for `cases` (meta dicts)."""
