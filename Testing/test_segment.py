@@ -418,3 +418,29 @@ def test_output_names_stay_apart_when_stems_collide():
     assert output_stems(["/d/sub-01/mri/orig.mgz", "/d/sub-02/mri/orig.mgz"]) == ["sub-01_mri_orig", "sub-02_mri_orig"]
     assert output_stems(["/d/a.nii.gz", "/d/b.nii.gz"]) == ["a", "b"]
     assert len(set(output_stems(["/d/a.nii.gz", "/d/a.nrrd"]))) == 2
+
+
+def test_training_takes_up_rewritten_cases_and_the_ignore_label(tmp_path):
+    """A source whose labels were rewritten with an ignore band is preprocessed again, with "ignore" declared."""
+    import blosc2
+
+    from ventkit.anatomy.nnunet import uncertain_boundary
+    from ventkit.labels import NNUNET_IGNORE
+
+    data = tmp_path / "Dataset003_Rewritten"
+    build_corpus(data, 2, "natural", seed=0, grid="mask", quiet=True)
+    name = prepare([data], tmp_path / "run", "Rewritten")
+    folders = use_run_folder(tmp_path / "run")
+    pre = folders["nnUNet_preprocessed"] / name
+    before = {p.name: p.stat().st_mtime for p in (pre / "nnUNetPlansVentkit_3d_fullres").glob("*.b2nd")}
+    label = data / "labelsTr" / "train_0000.nii.gz"
+    v = read_volume(label)
+    write_volume(v.with_array(uncertain_boundary(v.array.astype(np.uint8), 1)), label, dtype=np.uint8)
+    ds = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**ds, "labels": {**ds["labels"], "ignore": NNUNET_IGNORE}}))
+    prepare([data], tmp_path / "run", "Rewritten")
+    assert json.loads((pre / "dataset.json").read_text())["labels"]["ignore"] == NNUNET_IGNORE
+    seg_files = sorted((pre / "nnUNetPlansVentkit_3d_fullres").glob("*_seg.b2nd"))
+    redone = [p for p in seg_files if p.stat().st_mtime > before[p.name]]
+    assert [p.name for p in redone] == ["s0_train_0000_seg.b2nd"]
+    assert NNUNET_IGNORE in np.unique(blosc2.open(str(redone[0]), mode="r")[:])

@@ -172,7 +172,8 @@ def cmd_corpus_build(args) -> None:
     volumes = args.volumes or ("uniform:100:300" if args.split == "holdout" else "uniform:5:300")
     dataset = build_corpus(args.out, args.n, volumes, args.seed, args.split, args.grid, args.contrast,
                            args.labels, args.priors, workers=args.workers, head_texture=args.head_texture,
-                           acquisition=args.acquisition, fov=args.fov, force=args.force)
+                           acquisition=args.acquisition, fov=args.fov, force=args.force,
+                           ignore_band=args.ignore_band)
     print(f"wrote {dataset['numTraining']} training and {dataset['numTest']} test cases to {args.out}")
 
 
@@ -570,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--fov", default="head", help="field of view: head (whole head), stripped (skull-stripped "
                                                  "brain), stripped_csf (with a rim of CSF), defaced, cropped, or "
                                                  "mixed (drawn per case; VentSegment's training sets)")
+    b.add_argument("--ignore-band", type=int, choices=range(4), default=0, metavar="{0-3}",
+                   help="with --contrast real: mark the training labels' ventricle boundary nnU-Net's 'ignore' "
+                        "this many voxels either side (its position is the labelling segmenter's convention)")
     b.add_argument("--force", action="store_true", help="--out was built with other settings: delete its cases first")
     b.set_defaults(func=cmd_corpus_build)
 

@@ -92,6 +92,9 @@ NNUNET_CLASS_NAMES: dict[str, int] = {
     "third_ventricle": 3,
     "fourth_ventricle": 4,
 }
+# nnU-Net's ignore label (it must be the highest): voxels that carry no loss in training
+# (`anatomy.nnunet.uncertain_boundary`); never an output class
+NNUNET_IGNORE = len(NNUNET_CLASS_NAMES)
 
 # SynthSeg's generation labels (its `generation_labels.npy`, 54 ids): the 33 segmentation labels plus
 # extra-cerebral and sub-structure labels used only to render heads. Those that are not segmentation

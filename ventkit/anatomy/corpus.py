@@ -174,10 +174,11 @@ class CorpusJob:
     head_texture: float = 0.0
     acquisition: str = "varied"
     fov: str = "head"
+    ignore_band: int = 0
 
     def build(self, indices: list[int]) -> list[int]:
         """Write the cases `indices` (one subject's, ideally) that are not written yet."""
-        writer = NnUNetDatasetWriter(self.out_dir, self.description)
+        writer = NnUNetDatasetWriter(self.out_dir, self.description, ignore_band=self.ignore_band)
         sample_volume = parse_volumes(self.volumes)
         test = self.split == "holdout"
         flows: SubjectFlows | None = None
@@ -216,7 +217,7 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                  label_dir: str | Path | None = None, priors_dir: str | Path | None = None,
                  callback: Callback | None = None, quiet: bool = False, workers: int = 1,
                  head_texture: float = 0.0, acquisition: str | None = None, fov: str = "head",
-                 force: bool = False) -> dict:
+                 force: bool = False, ignore_band: int = 0) -> dict:
     """Write `n` cases of `split` subjects as an nnU-Net v2 raw dataset in `out_dir`.
 
     Cases cycle through the split's subjects; case i uses seed (seed, i), so a resumed build skips
@@ -226,7 +227,9 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
     per case); by default "clean" for the real contrast, "varied" for rendered ones. `contrast` "mixed"
     draws t1 or random per case. `fov`: one of `fov.FOVS` (whole head, skull-stripped, defaced,
     cropped) or "mixed" (drawn per case with `fov.MIXED_WEIGHTS`). A folder built with other settings is
-    refused unless `force` (see `NnUNetDatasetWriter.claim`).
+    refused unless `force` (see `NnUNetDatasetWriter.claim`). `ignore_band` (voxels, `contrast` "real"
+    only, whose labels another segmenter drew): the training labels' ventricle boundary is marked
+    nnU-Net's "ignore" that wide on either side (`nnunet.uncertain_boundary`).
     """
     if grid not in GRIDS:
         raise InputError("grid", f"unknown grid '{grid}' (choose from {', '.join(GRIDS)})")
@@ -238,6 +241,10 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
         raise InputError("contrast", f"unknown contrast '{contrast}' (choose from {', '.join(CONTRASTS)})")
     if not 0 <= head_texture <= 2 or (head_texture and contrast == "real"):
         raise InputError("head_texture", f"{head_texture:g}: use 0-2, and only with a rendered contrast")
+    if ignore_band and contrast != "real":
+        raise InputError("ignore_band", f"{ignore_band}: only for --contrast real (labels drawn by another segmenter)")
+    if not 0 <= ignore_band <= 3:
+        raise InputError("ignore_band", f"{ignore_band}: use 0-3 voxels")
     default_acquisition = "clean" if contrast == "real" else "varied"
     acquisition = acquisition or default_acquisition
     if acquisition != "mixed":
@@ -255,14 +262,16 @@ def build_corpus(out_dir: str | Path, n: int, volumes: str = "uniform:5:300", se
                                   f"contrast {contrast}, seed {seed}"
                                   + (f", head texture {head_texture:g}" if head_texture else "")
                                   + (f", {acquisition} acquisition" if acquisition != default_acquisition else "")
-                                  + (f", field of view {fov}" if fov != "head" else ""),
+                                  + (f", field of view {fov}" if fov != "head" else "")
+                                  + (f", boundary ignored {ignore_band} voxel(s) either side" if ignore_band else ""),
                     split, seed, volumes, grid, contrast,
                     tuple(names), tuple(str(subjects[s]) for s in names),
                     load_generation_classes(priors_dir or default_priors_dir(label_dir))
-                    if contrast in ("random", "mixed") else None, head_texture, acquisition, fov)
-    writer = NnUNetDatasetWriter(out_dir, job.description)
-    writer.claim({"split": split, "seed": seed, "volumes": volumes, "grid": grid, "contrast": contrast,
-                  "head_texture": head_texture, "acquisition": acquisition, "fov": fov, "subjects": names}, force)
+                    if contrast in ("random", "mixed") else None, head_texture, acquisition, fov, ignore_band)
+    writer = NnUNetDatasetWriter(out_dir, job.description, ignore_band=ignore_band)
+    settings = {"split": split, "seed": seed, "volumes": volumes, "grid": grid, "contrast": contrast,
+                "head_texture": head_texture, "acquisition": acquisition, "fov": fov, "subjects": names}
+    writer.claim({**settings, "ignore_band": ignore_band} if ignore_band else settings, force)
     # One chunk per subject, so that each subject's ventricle flows are integrated once per chunk.
     chunks = [[i for i in range(n) if i % len(names) == k] for k in range(min(n, len(names)))]
     try:

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import InputError
 from ..io import Volume, write_text, write_volume
-from ..labels import NNUNET_CLASS_NAMES, NNUNET_VENTRICLE_CLASSES
+from ..labels import NNUNET_CLASS_NAMES, NNUNET_IGNORE, NNUNET_VENTRICLE_CLASSES
 
 FILE_ENDING = ".nii.gz"
 
@@ -26,6 +27,27 @@ def ventricle_classes(segmentation: np.ndarray) -> np.ndarray:
         if fs_id < lut.size:
             lut[fs_id] = cls
     return lut[segmentation]
+
+
+def uncertain_boundary(classes: np.ndarray, band: int) -> np.ndarray:
+    """`classes` with the voxels within `band` voxels of the ventricles' outer boundary, on either side,
+    set to NNUNET_IGNORE: the boundary of a label map drawn by another segmenter is a convention of that
+    segmenter (SAMSEG's lies further out than FreeSurfer's aseg), so training takes the interior and the
+    surroundings from it and the boundary from exactly labelled cases."""
+    if band < 1:
+        return classes
+    ventricles = classes > 0
+    structure = ndimage.generate_binary_structure(3, 1)
+    outside = ndimage.binary_dilation(ventricles, structure, band) & ~ventricles
+    inside = ventricles & ~ndimage.binary_erosion(ventricles, structure, band, border_value=1)
+    out = classes.copy()
+    out[outside | inside] = NNUNET_IGNORE
+    return out
+
+
+def nnunet_labels(ignore: bool) -> dict[str, int]:
+    """`dataset.json`'s "labels": the ventricle classes, and nnU-Net's "ignore" label when `ignore`."""
+    return {**NNUNET_CLASS_NAMES, "ignore": NNUNET_IGNORE} if ignore else dict(NNUNET_CLASS_NAMES)
 
 
 def case_metas(root: str | Path) -> list[dict]:
@@ -42,9 +64,12 @@ class NnUNetDatasetWriter:
         root: the dataset folder; created when missing, must not be a file or an empty path.
         description: free text for `dataset.json`'s "description"; a string.
         full_labels: also write the 33-label maps (`labelsFullTr`, `labelsFullTs`) beside the ventricle classes.
+        ignore_band: in training cases, mark the voxels within this many voxels of the ventricles' boundary
+            "ignore" (`uncertain_boundary`), for labels drawn by another segmenter; 0: none. Test cases
+            keep their labels whole.
     """
 
-    def __init__(self, root: str | Path, description: str = "", full_labels: bool = True):
+    def __init__(self, root: str | Path, description: str = "", full_labels: bool = True, ignore_band: int = 0):
         if not str(root):
             raise ValueError("root must be a folder path, got an empty path")
         if Path(root).exists() and not Path(root).is_dir():
@@ -53,8 +78,18 @@ class NnUNetDatasetWriter:
             raise ValueError(f"description must be a string, got {type(description).__name__}")
         self.root = Path(root)
         self.description = description
+        if not isinstance(ignore_band, int) or ignore_band < 0:
+            raise ValueError(f"ignore_band must be a whole number of voxels >= 0, got {ignore_band!r}")
         self.full_labels = full_labels
+        self.ignore_band = ignore_band
         (self.root / "meta").mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def reopen(cls, root: str | Path) -> "NnUNetDatasetWriter":
+        """The writer of a folder built by ventkit, with the ignore band its build recorded (`build.json`)."""
+        record = Path(root) / "build.json"
+        band = json.loads(record.read_text()).get("ignore_band", 0) if record.is_file() else 0
+        return cls(root, ignore_band=band)
 
     def claim(self, settings: dict, force: bool = False) -> None:
         """Record the build's `settings` (`build.json`); a folder built with other settings is refused, so
@@ -94,7 +129,10 @@ class NnUNetDatasetWriter:
         """Write image, ventricle classes (and the 33-label map); the meta file last marks it complete."""
         paths = self._paths(case_id, test)
         write_volume(image, paths["image"], dtype=np.float32)
-        write_volume(segmentation.with_array(ventricle_classes(segmentation.array)), paths["labels"], dtype=np.uint8)
+        classes = ventricle_classes(segmentation.array)
+        if not test:
+            classes = uncertain_boundary(classes, self.ignore_band)
+        write_volume(segmentation.with_array(classes), paths["labels"], dtype=np.uint8)
         if self.full_labels:
             write_volume(segmentation, paths["full"], dtype=np.int16)
         write_text(paths["meta"], json.dumps({"case_id": case_id, "test": test, **info}, indent=1))
@@ -122,7 +160,7 @@ class NnUNetDatasetWriter:
             "name": name,
             "description": self.description,
             "channel_names": {"0": "T1"},
-            "labels": NNUNET_CLASS_NAMES,
+            "labels": nnunet_labels(self.ignore_band > 0),
             "numTraining": sum(not c["test"] for c in cases),
             "numTest": sum(c["test"] for c in cases),
             "file_ending": FILE_ENDING,

@@ -158,7 +158,7 @@ def source_cases(src: Path) -> tuple[dict, list[str]]:
     if meta.is_file():
         ds = json.loads(meta.read_text())
     elif (src / "meta").is_dir():
-        writer = NnUNetDatasetWriter(src)
+        writer = NnUNetDatasetWriter.reopen(src)
         ds = writer.dataset_json(src.name, writer.cases())
     else:
         raise InputError(src, "not an nnU-Net raw dataset (no dataset.json)")
@@ -170,18 +170,26 @@ def source_cases(src: Path) -> tuple[dict, list[str]]:
     return ds, cases
 
 
+def without_ignore(labels: dict[str, int]) -> dict[str, int]:
+    """A `dataset.json` "labels" without nnU-Net's "ignore" label."""
+    return {k: v for k, v in labels.items() if k != "ignore"}
+
+
 def link_datasets(sources: list[Path], raw: Path) -> dict:
     """One nnU-Net raw dataset made of symlinks to the training cases of every source dataset; run again,
-    it adds the cases written since (a source that is still being built grows)."""
+    it adds the cases written since (a source that is still being built grows). Sources must share their
+    classes; the merged labels hold "ignore" when any source marks voxels so."""
     first = None
     for d in ("imagesTr", "labelsTr"):
         (raw / d).mkdir(parents=True, exist_ok=True)
     n = 0
+    labels: dict[str, int] = {}
     for k, src in enumerate(sources):
         ds, cases = source_cases(src)
         first = first or ds
-        if ds["labels"] != first["labels"] or ds["file_ending"] != first["file_ending"]:
+        if without_ignore(ds["labels"]) != without_ignore(first["labels"]) or ds["file_ending"] != first["file_ending"]:
             raise InputError(src, "labels or file ending differ from the first dataset")
+        labels.update(ds["labels"])
         ending = ds["file_ending"]
         for case in cases:
             image, label = src / "imagesTr" / f"{case}_0000{ending}", src / "labelsTr" / f"{case}{ending}"
@@ -194,15 +202,17 @@ def link_datasets(sources: list[Path], raw: Path) -> dict:
             n += 1
     if not n:
         raise InputError(", ".join(map(str, sources)), "no training cases")
-    dataset = {**first, "name": raw.name, "numTraining": n, "numTest": 0,
-               "description": "ventkit: " + " + ".join(str(s) for s in sources)}
+    dataset = {**first, "labels": dict(sorted(labels.items(), key=lambda kv: kv[1])), "name": raw.name,
+               "numTraining": n, "numTest": 0, "description": "ventkit: " + " + ".join(str(s) for s in sources)}
     write_text(raw / "dataset.json", json.dumps(dataset, indent=1))
     return dataset
 
 
-def preprocess_new_cases(dataset_name: str) -> int:
+def preprocess_new_cases(dataset_name: str, labels: dict[str, int]) -> int:
     """Preprocess, with the plans made at the start, the linked cases that are not preprocessed yet (cases
-    added to a source since); each case's files are moved in whole, its data file last. Returns the count."""
+    added to a source since) or whose source files were rewritten since; each case's files are moved in
+    whole, its data file last. `labels` (the raw dataset's) replace the preprocessed dataset's, so that a
+    source that gained nnU-Net's "ignore" label trains with it. Returns the count."""
     import shutil
     import tempfile
 
@@ -216,10 +226,21 @@ def preprocess_new_cases(dataset_name: str) -> int:
     config = plans.get_configuration(CONFIGURATION)
     out = pre / config.data_identifier
     dataset = json.loads((pre / "dataset.json").read_text())
+    if dataset["labels"] != labels:
+        dataset["labels"] = labels
+        write_text(pre / "dataset.json", json.dumps(dataset, indent=1))
     ending = dataset["file_ending"]
     done = set(nnUNetDatasetBlosc2.get_identifiers(str(out)))
+
+    def stale(case: str) -> bool:
+        if case not in done:
+            return True
+        written = (out / f"{case}.b2nd").stat().st_mtime
+        return any((raw / d / f"{case}{s}").stat().st_mtime > written
+                   for d, s in (("imagesTr", f"_0000{ending}"), ("labelsTr", ending)))
+
     new = [p.name[: -len(ending)] for p in sorted((raw / "labelsTr").glob(f"*{ending}"))]
-    new = [c for c in new if c not in done]
+    new = [c for c in new if stale(c)]
     preprocessor = DefaultPreprocessor(verbose=False)
     for case in new:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
@@ -244,8 +265,8 @@ def prepare(sources: list[str | Path], run: str | Path, name: str, num_processes
     if done.is_file():
         if json.loads(done.read_text())["sources"] != [str(s.resolve()) for s in sources]:
             raise InputError(run, "run folder was prepared from other datasets; use a new --run")
-        link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
-        preprocess_new_cases(dataset_name)
+        dataset = link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
+        preprocess_new_cases(dataset_name, dataset["labels"])
         return dataset_name
     link_datasets(sources, folders["nnUNet_raw"] / dataset_name)
     extract_fingerprint_dataset(DATASET_ID, num_processes=num_processes, check_dataset_integrity=True,
