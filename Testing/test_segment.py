@@ -421,7 +421,10 @@ def test_output_names_stay_apart_when_stems_collide():
 
 
 def test_training_takes_up_rewritten_cases_and_the_ignore_label(tmp_path):
-    """A source whose labels were rewritten with an ignore band is preprocessed again, with "ignore" declared."""
+    """A source that gains nnU-Net's ignore label has every case preprocessed again (nnU-Net then samples
+    patches from annotated voxels); a case rewritten later is preprocessed again alone."""
+    import pickle
+
     import blosc2
 
     from ventkit.anatomy.nnunet import uncertain_boundary
@@ -430,17 +433,27 @@ def test_training_takes_up_rewritten_cases_and_the_ignore_label(tmp_path):
     data = tmp_path / "Dataset003_Rewritten"
     build_corpus(data, 2, "natural", seed=0, grid="mask", quiet=True)
     name = prepare([data], tmp_path / "run", "Rewritten")
-    folders = use_run_folder(tmp_path / "run")
-    pre = folders["nnUNet_preprocessed"] / name
-    before = {p.name: p.stat().st_mtime for p in (pre / "nnUNetPlansVentkit_3d_fullres").glob("*.b2nd")}
+    pre = use_run_folder(tmp_path / "run")["nnUNet_preprocessed"] / name
+    cases = pre / "nnUNetPlansVentkit_3d_fullres"
+
+    def written() -> dict:
+        return {p.name: p.stat().st_mtime_ns for p in cases.glob("*_seg.b2nd")}
+
     label = data / "labelsTr" / "train_0000.nii.gz"
     v = read_volume(label)
     write_volume(v.with_array(uncertain_boundary(v.array.astype(np.uint8), 1)), label, dtype=np.uint8)
     ds = json.loads((data / "dataset.json").read_text())
     (data / "dataset.json").write_text(json.dumps({**ds, "labels": {**ds["labels"], "ignore": NNUNET_IGNORE}}))
+    before = written()
     prepare([data], tmp_path / "run", "Rewritten")
+    after = written()
     assert json.loads((pre / "dataset.json").read_text())["labels"]["ignore"] == NNUNET_IGNORE
-    seg_files = sorted((pre / "nnUNetPlansVentkit_3d_fullres").glob("*_seg.b2nd"))
-    redone = [p for p in seg_files if p.stat().st_mtime > before[p.name]]
-    assert [p.name for p in redone] == ["s0_train_0000_seg.b2nd"]
-    assert NNUNET_IGNORE in np.unique(blosc2.open(str(redone[0]), mode="r")[:])
+    assert all(after[k] > before[k] for k in before) and len(after) == 2
+    assert NNUNET_IGNORE in np.unique(blosc2.open(str(cases / "s0_train_0000_seg.b2nd"), mode="r")[:])
+    untouched = pickle.loads((cases / "s0_train_0001.pkl").read_bytes())
+    assert (-1, 0, 1, 2, 3, 4) in {tuple(int(c) for c in k) if isinstance(k, tuple) else k
+                                   for k in untouched["class_locations"]}
+    os.utime(label)
+    prepare([data], tmp_path / "run", "Rewritten")
+    again = written()
+    assert [k for k in again if again[k] > after[k]] == ["s0_train_0000_seg.b2nd"]

@@ -211,8 +211,8 @@ def link_datasets(sources: list[Path], raw: Path) -> dict:
 def preprocess_new_cases(dataset_name: str, labels: dict[str, int]) -> int:
     """Preprocess, with the plans made at the start, the linked cases that are not preprocessed yet (cases
     added to a source since) or whose source files were rewritten since; each case's files are moved in
-    whole, its data file last. `labels` (the raw dataset's) replace the preprocessed dataset's, so that a
-    source that gained nnU-Net's "ignore" label trains with it. Returns the count."""
+    whole, its data file last. When `labels` (the raw dataset's) differ from the preprocessed dataset's (a
+    source gained nnU-Net's "ignore" label), every case is preprocessed again with them. Returns the count."""
     import shutil
     import tempfile
 
@@ -226,11 +226,11 @@ def preprocess_new_cases(dataset_name: str, labels: dict[str, int]) -> int:
     config = plans.get_configuration(CONFIGURATION)
     out = pre / config.data_identifier
     dataset = json.loads((pre / "dataset.json").read_text())
-    if dataset["labels"] != labels:
-        dataset["labels"] = labels
-        write_text(pre / "dataset.json", json.dumps(dataset, indent=1))
-    ending = dataset["file_ending"]
     done = set(nnUNetDatasetBlosc2.get_identifiers(str(out)))
+    if dataset["labels"] != labels:  # every case again: nnU-Net samples patches by the labels it knew then
+        dataset["labels"] = labels
+        done = set()
+    ending = dataset["file_ending"]
 
     def stale(case: str) -> bool:
         if case not in done:
@@ -248,6 +248,7 @@ def preprocess_new_cases(dataset_name: str, labels: dict[str, int]) -> int:
                                        str(raw / "labelsTr" / f"{case}{ending}"), plans, config, dataset)
             for suffix in ("_seg.b2nd", ".pkl", ".b2nd"):
                 shutil.move(str(Path(tmp) / f"{case}{suffix}"), out / f"{case}{suffix}")
+    write_text(pre / "dataset.json", json.dumps(dataset, indent=1))  # last: an interrupted run redoes them all
     return len(new)
 
 
