@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from ventkit.io import read_volume
 from ventkit.labels import NNUNET_IGNORE
 from ventkit.segmentation.segment import load_segmenter
+from ventkit.segmentation.sides import SidesWarning
 
 
 def label_ml(path: Path) -> tuple[float, float]:
@@ -39,8 +41,9 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=7, help="take every stride-th training case")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
+    warnings.simplefilter("ignore", SidesWarning)  # totals only: the sides do not count here
     segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
-    print(f"{'dataset':<34}{'case':<14}{'labels mL':>10}{'ignored':>9}{'model mL':>10}{'diff %':>8}")
+    print(f"{'dataset':<40}{'case':<14}{'labels mL':>10}{'ignored':>9}{'model mL':>10}{'diff %':>8}")
     summary = {}
     for data in args.datasets:
         ending = json.loads((data / "dataset.json").read_text())["file_ending"]
@@ -52,11 +55,11 @@ def main() -> None:
             found = segmenter.segment(read_volume(data / "imagesTr" / f"{case}_0000{ending}"))
             model = float((found.array > 0).sum() * found.voxel_ml)
             diffs.append((model - truth) / truth * 100)
-            print(f"{data.name:<34}{case:<14}{truth:>10.1f}{ignored:>9.1f}{model:>10.1f}{diffs[-1]:>+8.1f}", flush=True)
+            print(f"{data.name:<40}{case:<14}{truth:>10.1f}{ignored:>9.1f}{model:>10.1f}{diffs[-1]:>+8.1f}", flush=True)
         summary[data.name] = diffs
     print()
     for name, diffs in summary.items():
-        print(f"{name:<34} model vs labels: median {np.median(diffs):+.1f} %, "
+        print(f"{name:<40} model vs labels: median {np.median(diffs):+.1f} %, "
               f"range {min(diffs):+.1f} to {max(diffs):+.1f} % ({len(diffs)} cases)")
 
 
