@@ -457,3 +457,24 @@ def test_training_takes_up_rewritten_cases_and_the_ignore_label(tmp_path):
     prepare([data], tmp_path / "run", "Rewritten")
     again = written()
     assert [k for k in again if again[k] > after[k]] == ["s0_train_0000_seg.b2nd"]
+
+
+def test_outside_scan_is_the_border_zero_fill_only():
+    from ventkit.segmentation.predictor import outside_scan
+
+    image = np.zeros((20, 20, 20), np.float32)
+    image[4:16, 4:16, 4:16] = 1.0
+    image[8:12, 8:12, 8:12] = 0.0  # a dark hole inside the head (CSF at zero after skull stripping)
+    outside = outside_scan(image)
+    assert outside[0, 0, 0] and outside[2, 10, 10] and not outside[5, 5, 5] and not outside[10, 10, 10]
+
+
+def test_nothing_is_ventricle_in_the_zero_fill_of_a_resliced_scan(scan, segmenter):
+    """A scan padded with zeros on every side (as reslicing or cropping leaves it) gets no label there."""
+    from ventkit.segmentation.predictor import outside_scan
+
+    padded = np.pad(scan.array, 24)
+    affine = scan.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, 24.0)
+    labels = segmenter.segment(Volume(padded, affine, "padded")).array
+    assert not labels[outside_scan(padded)].any()

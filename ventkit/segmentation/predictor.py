@@ -5,8 +5,9 @@ plus `model_card.json`, so stock `nnUNetv2_predict -m FOLDER -f all` runs the sa
 reoriented to RAS (axis permutations and flips only, as the training images were stored), handed to
 nnU-Net with their voxel size, and the prediction comes back in the scan's own grid: nnU-Net resamples
 the class probabilities, not the labels, before the argmax. Left and right are assigned afterwards from
-the anatomy (`sides`): the network's classes are side-agnostic. Then, as nnU-Net's own postprocessing
-does, only the largest connected component of each ventricle is kept (`keep_largest_components`), and
+the anatomy (`sides`): the network's classes are side-agnostic. Nothing is ventricle outside what was
+scanned (`outside_scan`: the zero fill of a resliced, cropped or skull-stripped scan). Then, as nnU-Net's
+own postprocessing does, only the largest connected component of each ventricle is kept (`keep_largest_components`), and
 background enclosed by a ventricle is filled (`fill_enclosed`).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..anatomy.grid import sample_labels
 from ..errors import InputError
 from ..io import Volume, ras_to_grid_of, reorient_to_ras, validate
 from ..models import WeightsError, choose_device, verified_model
@@ -31,6 +33,15 @@ MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
 CONNECTED_STRUCTURES = [(4, 5), (43, 44), 14, 15]
 # test-time augmentation: the scan as it is, then mirrored along each set of axes (nnU-Net's mirroring)
 MIRRORINGS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+
+
+def outside_scan(image: np.ndarray) -> np.ndarray:
+    """Voxels outside what was scanned: the zeros that reach the volume's border (the fill of a resliced,
+    cropped or skull-stripped scan), as nnU-Net's `create_nonzero_mask` finds them. A network can take
+    that flat dark fill for CSF, and a fill larger than a ventricle would win `keep_largest_components`."""
+    from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
+
+    return ~create_nonzero_mask(image[None])
 
 
 def keep_largest_components(labels: np.ndarray) -> np.ndarray:
@@ -154,13 +165,18 @@ class VentricleSegmenter:
         if classes.shape != array.shape[1:]:
             raise InputError(volume.source, f"nnU-Net returned shape {classes.shape}, expected {array.shape[1:]}")
         classes = np.asarray(classes).transpose(2, 1, 0)
+        outside = outside_scan(ras.array)
+        classes[outside] = 0
         plane = midsagittal_plane(classes, ras.affine, ras.array)
         labels = self._postprocess(assign_sides(classes, ras.affine, plane=plane))
         volumes = []
         if passes > 1:
             grid = network_grid_affine(ras.affine, props, data.shape[1:])
+            net_shape = data.shape[1:][::-1]
+            outside_net = sample_labels(ras.with_array(outside.astype(np.uint8)), grid, net_shape, antialias=False) > 0
             for logits in each:
                 net = logits.argmax(0).numpy().astype(np.uint8).transpose(2, 1, 0)
+                net[outside_net] = 0
                 volumes.append(ventricle_volumes_ml(Volume(self._postprocess(assign_sides(net, grid, plane=plane)),
                                                            grid, "test-time pass")))
         return ras_to_grid_of(labels, volume), volumes
