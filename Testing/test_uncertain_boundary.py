@@ -67,3 +67,24 @@ def test_merged_dataset_declares_ignore_when_any_source_does(tmp_path):
     meta.write_text(json.dumps(other))
     with pytest.raises(InputError, match="labels or file ending differ"):
         link_datasets([tmp_path / "plain", tmp_path / "banded"], tmp_path / "raw2")
+
+
+def test_a_model_trains_and_segments_with_ignored_boundaries(tmp_path):
+    """nnU-Net trains on a source whose boundary is ignored, and the exported model predicts the 5 classes."""
+    from ventkit.io import read_volume, write_volume
+    from ventkit.segmentation.predictor import VentricleSegmenter
+    from ventkit.training.segmenter import export_segmenter, train_segmenter
+
+    data = tmp_path / "Dataset004_Banded"
+    build_corpus(data, 2, "natural", seed=0, grid="mask", quiet=True)
+    for label in (data / "labelsTr").glob("*.nii.gz"):
+        v = read_volume(label)
+        write_volume(v.with_array(uncertain_boundary(v.array.astype(np.uint8), 1)), label, dtype=np.uint8)
+    ds = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**ds, "labels": {**ds["labels"], "ignore": NNUNET_IGNORE}}))
+    result = train_segmenter([data], tmp_path / "run", "Banded", minutes=30, epochs=1, iterations=1, device="cpu")
+    assert result["finished"]
+    model = VentricleSegmenter(export_segmenter(tmp_path / "run", tmp_path / "model", {"name": "banded"}), "cpu")
+    assert model.predictor.label_manager.num_segmentation_heads == 5
+    labels = model.segment(read_volume(data / "imagesTr" / "train_0000_0000.nii.gz"))
+    assert set(np.unique(labels.array)) <= {0, 4, 5, 14, 15, 43, 44}
