@@ -1,12 +1,14 @@
 """Left and right on real anatomy through the whole segmenter: mirrored, turned and LPS-stored heads.
 
-    python bench/sides.py [--subjects training_seg_01 ...] [--model augmented] [--model-dir FOLDER]
+    python bench/sides.py [--subjects training_seg_01 ...] [--model augmented] [--model-dir FOLDER] [--passes N]
 
 Each shared label map is rendered as a 1 mm T1 and segmented as it is, mirrored left-right in its voxels
 (a brain with its sides swapped: the left and right volumes must swap), stored LPS (nothing may change),
 and turned by 15 and 30 degrees about each axis (the sides must hold: each volume within 5 %). Prints
 every variant's left and right lateral-ventricle volumes, the worst deviation of each kind, and issue 30's
-verdict. The truth (the rendered map's own volumes) is printed beside them.
+verdict. The truth (the rendered map's own volumes) is printed beside them. `--passes N` segments with N
+test-time passes (nnU-Net's mirrorings, as `--uncertainty` does; with an even N a mirrored scan's
+segmentation is the mirror image of the scan's) instead of one.
 """
 from __future__ import annotations
 
@@ -41,8 +43,12 @@ def main() -> None:
     ap.add_argument("--model", default="augmented")
     ap.add_argument("--model-dir")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--passes", type=int, default=1, help="test-time passes (1: as `ventkit segment`)")
     args = ap.parse_args()
     segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
+
+    def segment(volume: Volume) -> Volume:
+        return segmenter.segment_with_uncertainty(volume, args.passes)[0] if args.passes > 1 else segmenter.segment(volume)
     maps = list_subjects(default_label_dir())
     worst = {"mirrored": 0.0, "lps": 0.0, "turned": 0.0}
     print(f"{'subject':<18}{'variant':<12}{'left mL':>9}{'right mL':>9}{'truth L':>9}{'truth R':>9}{'off %':>8}")
@@ -52,13 +58,13 @@ def main() -> None:
         image, _ = render(labels.array, labels.spacing, np.random.default_rng(k), RenderSpec(thickness_mm=(1, 1)))
         image = Volume(image, labels.affine, name)
         t0 = time.time()
-        base = lateral_ml(segmenter.segment(image))
+        base = lateral_ml(segment(image))
         variants = {"as is": (image, labels, base), "mirrored": (*mirrored(image, labels), base[::-1]),
                     "lps": (stored_lps(image), stored_lps(labels), base)}
         for axis, degrees in TURNS:
             variants[f"{axis} {degrees}"] = (*turned(image, labels, axis, degrees), base)
         for variant, (img, lab, expected) in variants.items():
-            found = base if variant == "as is" else lateral_ml(segmenter.segment(img))
+            found = base if variant == "as is" else lateral_ml(segment(img))
             off = deviation(found, expected)
             kind = "turned" if variant[0] in "xyz" else variant
             if kind in worst:

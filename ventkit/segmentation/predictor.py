@@ -31,8 +31,10 @@ CHECKPOINT = "checkpoint_final.pth"
 MODEL_FILES = ("plans.json", "dataset.json", f"fold_{FOLD}/{CHECKPOINT}")
 # one connected structure each: a lateral ventricle with its temporal horn (inferior lateral), the 3rd, the 4th
 CONNECTED_STRUCTURES = [(4, 5), (43, 44), 14, 15]
-# test-time augmentation: the scan as it is, then mirrored along each set of axes (nnU-Net's mirroring)
-MIRRORINGS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+# test-time augmentation: the scan as it is, then mirrored along each set of axes of nnU-Net's (z, y, x)
+# array (nnU-Net's mirroring), in pairs that differ by the left-right flip (x, axis 2): with an even number
+# of passes, a scan mirrored left-right is segmented as the mirror image of the scan
+MIRRORINGS = ((), (2,), (0,), (0, 2), (1,), (1, 2), (0, 1), (0, 1, 2))
 
 
 def outside_scan(image: np.ndarray) -> np.ndarray:
