@@ -91,12 +91,13 @@ def main() -> None:
                                          repeat_sd)["total"])
         rng = np.random.default_rng([9, k])
         base, base_ml = scan(source, rng, classes)
+        base_report = measure(segmenter, base)  # one baseline visit, several follow-ups
         for delta in CHANGES_ML:
             target = base_ml + delta
             if not 5 <= target <= 300:
                 continue
             follow, follow_ml = scan(source, rng, classes, target)
-            row = pair_change(segmenter, base, follow, repeat_sd)["total"]
+            row = {r["structure"]: r for r in compare(base_report, measure(segmenter, follow), repeat_sd)}["total"]
             known.append({**row, "true_change_ml": follow_ml - base_ml, "subject": name})
             print(f"{name}: true change {follow_ml - base_ml:+6.1f} mL, measured {row['change_ml']:+6.1f} ± "
                   f"{Z_95 * row['change_sd_ml']:.1f} mL", flush=True)
