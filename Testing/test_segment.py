@@ -400,6 +400,17 @@ def test_calibration_scales_the_sd_and_signs_the_card(tiny_model, tmp_path):
     assert method["calibrated"] and sd["total"] == pytest.approx(fitted["sd_scale"] * np.sqrt(2))
 
 
+def test_uncertainty_runs_the_passes_it_was_calibrated_with(tiny_model, scan, tmp_path):
+    import shutil
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    fitted = calibrate_uncertainty(model, [tiny_model.parent / "Dataset001_Tiny"], max_cases=1, device="cpu",
+                                   passes=2)
+    assert fitted["passes"] == 2
+    _, passes = VentricleSegmenter(model, device="cpu").segment_with_uncertainty(scan)
+    assert len(passes) == 2
+
+
 def test_training_picks_up_cases_added_to_a_growing_source(tmp_path):
     data = tmp_path / "Dataset002_Growing"
     build_corpus(data, 2, "natural", seed=0, grid="mask", quiet=True)

@@ -357,7 +357,7 @@ def cmd_evaluate(args) -> None:
 def cmd_calibrate_uncertainty(args) -> None:
     from .training.uncertainty import calibrate_uncertainty
 
-    fitted = calibrate_uncertainty(args.model, args.data, args.cases, args.device)
+    fitted = calibrate_uncertainty(args.model, args.data, args.cases, args.device, args.passes)
     print(f"{args.model}: raw SD {fitted['mean_raw_sd_ml']:.2f} mL covered {100 * fitted['raw_within_2sd']:.0f} % "
           f"of the errors at ±2 SD (MAE {fitted['mae_ml']:.2f} mL); sd_scale {fitted['sd_scale']} written to its cards")
 
@@ -668,6 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", nargs="+", required=True, help="corpora of training subjects the model did not train on")
     u.add_argument("--cases", type=A.count, default=24, help="how many of their cases to segment")
     u.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    u.add_argument("--passes", type=int, choices=range(2, 9), default=8, metavar="{2-8}",
+                   help="test-time passes to calibrate; `--uncertainty` then runs as many (even: mirror-exact)")
     u.set_defaults(func=cmd_calibrate_uncertainty)
     for generator in ("mask", "image"):
         e = tsub.add_parser(f"export-{generator}",

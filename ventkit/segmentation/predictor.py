@@ -133,10 +133,12 @@ class VentricleSegmenter:
         (`keep_largest_components`) unless the segmenter keeps them."""
         return self.predict(volume, passes=1)[0]
 
-    def segment_with_uncertainty(self, volume: Volume, passes: int = len(MIRRORINGS)) -> tuple[Volume, list[dict]]:
+    def segment_with_uncertainty(self, volume: Volume, passes: int | None = None) -> tuple[Volume, list[dict]]:
         """`segment` with test-time augmentation: the logits of `passes` mirrored copies of the scan are
         averaged (nnU-Net's own mirroring), and each pass's ventricle volumes are returned too, measured
-        on the network's grid (their spread is the segmentation's uncertainty)."""
+        on the network's grid (their spread is the segmentation's uncertainty). `passes`: by default as
+        many as the card's `uncertainty` was calibrated with, else all of MIRRORINGS."""
+        passes = passes or int(self.card.get("uncertainty", {}).get("passes", len(MIRRORINGS)))
         if not 2 <= passes <= len(MIRRORINGS):
             raise InputError("passes", f"{passes}: use 2-{len(MIRRORINGS)} test-time passes")
         return self.predict(volume, passes)

@@ -17,16 +17,16 @@ from ..errors import InputError
 from ..io import read_volume
 from ..labels import VENTRICLE_IDS
 from ..progress import track
-from ..segmentation.predictor import VentricleSegmenter
+from ..segmentation.predictor import MIRRORINGS, VentricleSegmenter
 from .segmenter import source_cases, update_cards
 
 COVERAGE = 0.95  # share of the fitting cases whose error lies within ±2 SD after scaling
 
 
 def fit_sd_scale(model_dir: str | Path, data: list[str | Path], max_cases: int = 24, device: str = "auto",
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, passes: int = len(MIRRORINGS)) -> dict:
     """Segment up to `max_cases` training cases of `data` (ventkit corpora of training subjects) with
-    test-time passes; the scale of the SD that covers COVERAGE of the total-volume errors at ±2 SD."""
+    `passes` test-time passes; the scale of the SD that covers COVERAGE of the total-volume errors at ±2 SD."""
     from ..segmentation.segment import uncertainty_of
 
     cases = []
@@ -45,23 +45,24 @@ def fit_sd_scale(model_dir: str | Path, data: list[str | Path], max_cases: int =
     ratios, errors, sds = [], [], []
     for image_path, truth_path in track(cases, len(cases), "calibrate uncertainty", quiet=quiet):
         image, truth = read_volume(image_path), read_volume(truth_path, labels=True)
-        labels, passes = segmenter.segment_with_uncertainty(image)
+        labels, each = segmenter.segment_with_uncertainty(image, passes)
         error = abs(float(np.isin(labels.array, VENTRICLE_IDS).sum() - np.isin(truth.array, VENTRICLE_IDS).sum())
                     * image.voxel_ml)
-        sd = uncertainty_of(segmenter, passes)[0]["total"]
+        sd = uncertainty_of(segmenter, each)[0]["total"]
         errors.append(error)
         sds.append(sd)
         ratios.append(error / max(sd, 1e-3))
     scale = max(1.0, float(np.quantile(ratios, COVERAGE)) / 2)
-    return {"sd_scale": round(scale, 3), "passes": len(passes), "coverage_target": COVERAGE,
+    return {"sd_scale": round(scale, 3), "passes": passes, "coverage_target": COVERAGE,
             "fitted_on": f"{len(cases)} cases of {', '.join(Path(d).name for d in data)} (training subjects)",
             "raw_within_2sd": round(float(np.mean(np.array(errors) <= 2 * np.array(sds))), 3),
             "mean_raw_sd_ml": round(float(np.mean(sds)), 3), "mae_ml": round(float(np.mean(errors)), 3)}
 
 
 def calibrate_uncertainty(model_dir: str | Path, data: list[str | Path], max_cases: int = 24,
-                          device: str = "auto") -> dict:
-    """Fit `fit_sd_scale` and write it into the model's cards as `uncertainty`."""
-    fitted = fit_sd_scale(model_dir, data, max_cases, device)
+                          device: str = "auto", passes: int = len(MIRRORINGS)) -> dict:
+    """Fit `fit_sd_scale` and write it into the model's cards as `uncertainty` (its `passes` are then
+    what `--uncertainty` runs)."""
+    fitted = fit_sd_scale(model_dir, data, max_cases, device, passes=passes)
     update_cards(model_dir, {"uncertainty": fitted})
     return fitted
