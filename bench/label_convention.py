@@ -5,9 +5,10 @@
 
 Segments every `stride`-th training case (up to `cases`) of each nnU-Net raw dataset with the model and
 prints, per case, the ventricle volume of its label map (labelsTr; voxels marked nnU-Net's "ignore" are
-shown apart, not counted) and the model's, then per dataset the median and spread of the relative difference. A dataset whose labels
-were drawn by another segmenter shows that segmenter's convention as a consistent offset, which a
-model trained on it learns; rendered datasets (exact labels) show the model's own error instead.
+shown apart, not counted) and the model's, then per dataset the median and spread of the relative
+difference. A dataset whose labels were drawn by another segmenter shows that segmenter's convention as
+a consistent offset, which a model trained on it learns; rendered datasets (exact labels) show the
+model's own error instead.
 """
 from __future__ import annotations
 

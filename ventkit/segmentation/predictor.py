@@ -119,7 +119,7 @@ class VentricleSegmenter:
         except (KeyError, RuntimeError, FileNotFoundError) as exc:
             raise WeightsError(f"{self.folder}: not a loadable nnU-Net model ({type(exc).__name__}: {exc})") from exc
         # probabilities go back to the scan's grid through nnU-Net's torch resampler: linear, as the plans'
-        # order-1 resize, in a fraction of its time on a CPU (labels agree to 1e-6 of the voxels)
+        # order-1 resize, and faster on a CPU
         config = self.predictor.configuration_manager.configuration
         config["resampling_fn_probabilities"] = "resample_torch_fornnunet"
         config["resampling_fn_probabilities_kwargs"] = {"is_seg": False, "force_separate_z": None}
@@ -138,7 +138,8 @@ class VentricleSegmenter:
         averaged (nnU-Net's own mirroring), and each pass's ventricle volumes are returned too, measured
         on the network's grid (their spread is the segmentation's uncertainty). `passes`: by default as
         many as the card's `uncertainty` was calibrated with, else all of MIRRORINGS."""
-        passes = passes or int(self.card.get("uncertainty", {}).get("passes", len(MIRRORINGS)))
+        if passes is None:
+            passes = int(self.card.get("uncertainty", {}).get("passes", len(MIRRORINGS)))
         if not 2 <= passes <= len(MIRRORINGS):
             raise InputError("passes", f"{passes}: use 2-{len(MIRRORINGS)} test-time passes")
         return self.predict(volume, passes)
