@@ -1,10 +1,14 @@
 """Follow-up between visits: repeatability of the measured change and accuracy on known changes (issue 34).
 
-    python bench/follow_up.py [--model augmented | --model-dir FOLDER] [--repeats 3] [--write-card]
+    python bench/follow_up.py [--model augmented | --model-dir FOLDER] [--repeats 3] [--contrasts t1]
+                              [--cache DIR] [--write-card]
 
 Each scan is a SynthSeg-style render on the paper's grid (1.67 x 1.75 x 1.67 mm) with its own acquisition
-(contrast T1 or random, bias field, noise, slice thickness 1-6 mm) and head position (turned up to 10
-degrees, moved up to 10 mm), segmented with test-time passes as `ventkit change` does.
+(bias field, noise, slice thickness 1-6 mm, and contrast: by default a T1 drawn afresh from the T1 tissue
+table at every visit, as a follow-up repeats the baseline's sequence; `--contrasts t1 random` also mixes in
+SynthSeg's randomized contrasts) and head position (turned up to 10 degrees, moved up to 10 mm), segmented
+with test-time passes as `ventkit change` does. With `--cache`, each scan's volumes are kept there (keyed
+by the model's weights and the image itself) and a stopped run goes on where it stopped.
 
 - Repeatability: the same brain scanned twice. Fitted on the 12 training subjects (the SD of the measured
   change per structure: `--write-card` stores it in the model's cards as `follow_up`, where `ventkit change`
@@ -18,7 +22,11 @@ degrees, moved up to 10 mm), segmented with test-time passes as `ventkit change`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
+from pathlib import Path
+
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -28,34 +36,56 @@ from ventkit.anatomy.grid import GRIDS
 from ventkit.anatomy.render import RenderSpec, load_generation_classes, render
 from ventkit.anatomy.subjects import default_label_dir, default_priors_dir, list_subjects, load_subject, split_subjects
 from ventkit.change import Z_95, compare
+from ventkit.evaluation import cached_row, model_identity
 from ventkit.io import Volume
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
 from ventkit.segmentation.segment import load_segmenter, segment_volume
 from ventkit.training.segmenter import update_cards
-from ventkit.volumetry import REPORT_ROWS, VolumeReport
+from ventkit.volumetry import REPORT_ROWS
 
 CHANGES_ML = (-20.0, -10.0, -5.0, 5.0, 10.0, 20.0)
 HEAD_POSITION = DeformationSpec(rotation_deg=10.0, scaling=0.0, shearing=0.0, translation_mm=10.0, elastic_std_mm=0.0)
 MAX_SD_ML = 2.0
 
 
-def scan(source: Volume, rng: np.random.Generator, classes, target_ml: float | None = None) -> tuple[Volume, float]:
+def scan(source: Volume, rng: np.random.Generator, classes, contrasts: tuple[str, ...],
+         target_ml: float | None = None) -> tuple[Volume, float]:
     """One acquisition of `source` (its ventricles resized to `target_ml` first): image and true total mL."""
     grid = GRIDS["paper"]
     generation, _ = make_labels(source, grid, target_ml, rng, deformation=HEAD_POSITION)
-    spec = RenderSpec(contrast=("t1", "random")[int(rng.integers(2))], thickness_mm=(1.0, 6.0))
+    spec = RenderSpec(contrast=contrasts[int(rng.integers(len(contrasts)))], thickness_mm=(1.0, 6.0))
     image, _ = render(generation.array, grid.spacing, rng, spec, classes)
     truth = float(np.isin(to_segmentation(generation.array), VENTRICLE_IDS).sum()) * float(np.prod(grid.spacing)) / 1000
     return generation.with_array(image), truth
 
 
-def measure(segmenter, image: Volume) -> VolumeReport:
-    return segment_volume(image, segmenter, uncertainty=True)[1]
+class Visits:
+    """Measures scans as `ventkit change` does (volumes and their SDs), each kept in `cache` when given."""
 
+    def __init__(self, segmenter, cache: str | None):
+        self.segmenter, self.cache = segmenter, Path(cache) if cache else None
+        self.seen: dict[str, dict] = {}  # a baseline compared with several follow-ups is segmented once
 
-def pair_change(segmenter, first: Volume, second: Volume, repeat_sd: dict) -> dict:
-    rows = compare(measure(segmenter, first), measure(segmenter, second), repeat_sd)
-    return {r["structure"]: r for r in rows}
+    def measure(self, image: Volume) -> SimpleNamespace:
+        """Volumes and SDs of `image`; the cache keeps the SDs before the card's calibrated scale."""
+        key = hashlib.sha256(image.array.tobytes() + np.asarray(image.affine).tobytes()).hexdigest()[:24]
+
+        def compute() -> dict:
+            report = segment_volume(image, self.segmenter, uncertainty=True)[1]
+            scale = report.uncertainty["sd_scale"]
+            return {"ml": report.ventricles_ml, "raw_sd_ml": {k: v / scale for k, v in report.ventricles_sd_ml.items()}}
+
+        if key not in self.seen:
+            passes = self.segmenter.card.get("uncertainty", {}).get("passes")
+            self.seen[key] = cached_row(self.cache / f"{key}.json" if self.cache else None,
+                                        f"{model_identity(self.segmenter)} passes:{passes}", compute)
+        row = self.seen[key]
+        scale = float(self.segmenter.card.get("uncertainty", {}).get("sd_scale", 1.0))
+        return SimpleNamespace(ventricles_ml=row["ml"], ventricles_sd_ml={k: scale * v for k, v in row["raw_sd_ml"].items()})
+
+    def change(self, first: Volume, second: Volume, repeat_sd: dict) -> dict:
+        rows = compare(self.measure(first), self.measure(second), repeat_sd)
+        return {r["structure"]: r for r in rows}
 
 
 def main() -> None:
@@ -64,6 +94,9 @@ def main() -> None:
     ap.add_argument("--model-dir")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3, help="unchanged pairs per hold-out subject")
+    ap.add_argument("--contrasts", nargs="+", default=["t1"], choices=["t1", "random"],
+                    help="contrasts each visit is drawn from (default: T1 at every visit)")
+    ap.add_argument("--cache", help="folder that keeps each scan's volumes, so that a stopped run goes on")
     ap.add_argument("--write-card", action="store_true", help="store the fitted repeatability in the model's cards")
     args = ap.parse_args()
     segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
@@ -71,13 +104,14 @@ def main() -> None:
     label_dir = default_label_dir()
     paths, split = list_subjects(label_dir), split_subjects(label_dir)
     classes = load_generation_classes(default_priors_dir(label_dir))
+    visits, contrasts = Visits(segmenter, args.cache), tuple(args.contrasts)
     t0 = time.time()
 
     fit = []  # the repeatability, from training subjects
     for k, name in enumerate(split["train"]):
         source = load_subject(str(paths[name]))
         rng = np.random.default_rng([7, k])
-        fit.append(pair_change(segmenter, scan(source, rng, classes)[0], scan(source, rng, classes)[0], {}))
+        fit.append(visits.change(scan(source, rng, classes, contrasts)[0], scan(source, rng, classes, contrasts)[0], {}))
     repeat_sd = {key: float(np.sqrt(np.mean([f[key]["change_ml"] ** 2 for f in fit]))) for key in REPORT_ROWS}
     print(f"repeatability fitted on {len(fit)} unchanged pairs of training subjects (RMS change, mL): "
           + ", ".join(f"{k} {v:.2f}" for k, v in repeat_sd.items()))
@@ -87,17 +121,16 @@ def main() -> None:
         source = load_subject(str(paths[name]))
         for r in range(args.repeats):
             rng = np.random.default_rng([8, k, r])
-            unchanged.append(pair_change(segmenter, scan(source, rng, classes)[0], scan(source, rng, classes)[0],
-                                         repeat_sd)["total"])
+            unchanged.append(visits.change(scan(source, rng, classes, contrasts)[0],
+                                           scan(source, rng, classes, contrasts)[0], repeat_sd)["total"])
         rng = np.random.default_rng([9, k])
-        base, base_ml = scan(source, rng, classes)
-        base_report = measure(segmenter, base)  # one baseline visit, several follow-ups
+        base, base_ml = scan(source, rng, classes, contrasts)  # one baseline visit, several follow-ups
         for delta in CHANGES_ML:
             target = base_ml + delta
             if not 5 <= target <= 300:
                 continue
-            follow, follow_ml = scan(source, rng, classes, target)
-            row = {r["structure"]: r for r in compare(base_report, measure(segmenter, follow), repeat_sd)}["total"]
+            follow, follow_ml = scan(source, rng, classes, contrasts, target)
+            row = visits.change(base, follow, repeat_sd)["total"]
             known.append({**row, "true_change_ml": follow_ml - base_ml, "subject": name})
             print(f"{name}: true change {follow_ml - base_ml:+6.1f} mL, measured {row['change_ml']:+6.1f} ± "
                   f"{Z_95 * row['change_sd_ml']:.1f} mL", flush=True)

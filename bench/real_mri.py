@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
 from fsaverage import BENCHMARK_CASES, benchmark_cases, fetch_fsaverage, score_case  # noqa: E402
 from ventkit.errors import VentkitError  # noqa: E402
-from ventkit.evaluation import score_identity  # noqa: E402
+from ventkit.evaluation import cached_row, score_identity  # noqa: E402
 from ventkit.io import read_volume, write_text, write_volume  # noqa: E402
 from ventkit.preview import pyplot, save_figure  # noqa: E402
 from ventkit.segmentation.segment import load_segmenter  # noqa: E402
@@ -42,18 +42,17 @@ def run(name: str, segmenter, cases: dict, out: Path) -> list[dict]:
     rows = []
     for case, files in cases.items():
         paths = {"image": files["scan"], "truth": files["truth"]}
-        cached = out / "cases" / name / f"{case}.json"
         identity = score_identity(segmenter, paths)
-        if cached.is_file() and json.loads(cached.read_text())["identity"] == identity:
-            rows.append(json.loads(cached.read_text())["row"])
-            continue
-        scan, truth = read_volume(files["scan"]), read_volume(files["truth"], labels=True)
-        t0 = time.time()
-        pred = segmenter.segment(scan)
-        row = {"model": name, "case": case, **score_case(pred, truth), "seconds": time.time() - t0}
-        write_volume(pred, out / "predictions" / name / f"{case}.nii.gz", dtype=np.int16)
-        write_text(cached, json.dumps({"identity": identity, "row": row}))
-        rows.append(row)
+
+        def compute() -> dict:
+            scan, truth = read_volume(files["scan"]), read_volume(files["truth"], labels=True)
+            t0 = time.time()
+            pred = segmenter.segment(scan)
+            row = {"model": name, "case": case, **score_case(pred, truth), "seconds": time.time() - t0}
+            write_volume(pred, out / "predictions" / name / f"{case}.nii.gz", dtype=np.int16)
+            return row
+
+        rows.append(cached_row(out / "cases" / name / f"{case}.json", identity, compute))
     return rows
 
 

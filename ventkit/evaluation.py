@@ -11,6 +11,7 @@ import csv
 import io as _io
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -74,13 +75,30 @@ def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict:
             "dice_lateral": dice(np.isin(pred, LATERAL), np.isin(truth, LATERAL))}
 
 
-def score_identity(seg: Segmenter, case: dict) -> str:
-    """What a cached score depends on: the segmenter's description (for an nnU-Net model also its weights'
-    sha256) and the case's image and truth files (path, size, modification time)."""
+def model_identity(seg: Segmenter) -> str:
+    """What a segmenter's output depends on: its description and, for an nnU-Net model, its weights' sha256."""
     files = getattr(seg, "card", {}).get("files", {})
+    return seg.description + "".join(f" {k}:{v}" for k, v in sorted(files.items()))
+
+
+def score_identity(seg: Segmenter, case: dict) -> str:
+    """What a cached score depends on: `model_identity` and the case's image and truth files (path, size,
+    modification time)."""
     stats = [(Path(case[k]).resolve(), Path(case[k]).stat()) for k in ("image", "truth")]
-    return (seg.description + "".join(f" {k}:{v}" for k, v in sorted(files.items()))
-            + "".join(f" {p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats))
+    return model_identity(seg) + "".join(f" {p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
+
+
+def cached_row(path: str | Path | None, identity: str, compute: Callable[[], dict]) -> dict:
+    """`compute()`, kept in `path` (JSON, written atomically) beside `identity` and read back from there on
+    later calls while `identity` is the same: a long benchmark that stops goes on where it stopped."""
+    if path is not None and Path(path).is_file():
+        saved = json.loads(Path(path).read_text())
+        if saved.get("identity") == identity:
+            return saved["row"]
+    row = compute()
+    if path is not None:
+        write_text(path, json.dumps({"identity": identity, "row": row}))
+    return row
 
 
 def segment_scored(seg: Segmenter, image, truth, uncertainty: bool) -> dict:
@@ -96,27 +114,23 @@ def run_evaluation(cases: list[dict], segmenters: dict[str, Segmenter], callback
                    quiet: bool = False, cache_dir: str | Path | None = None,
                    uncertainty: tuple[str, ...] = ()) -> list[dict]:
     """One row per (case, model). With `cache_dir`, each row is also kept there (`<model>/<set>/<case>.json`,
-    written atomically) and reused on the next call while the model and the case files are the same
+    `cached_row`) and reused on the next call while the model and the case files are the same
     (`score_identity`): an interrupted evaluation, or a slow reference such as SAMSEG, goes on where it stopped.
     The models named in `uncertainty` (VentSegment's) give each total volume an SD (`sd_ml`)."""
     rows = []
     for case in track(cases, len(cases), "evaluate", callback, quiet):
-        image = truth = None
+        loaded: list = []
+
+        def compute(name: str, seg: Segmenter) -> dict:
+            if not loaded:
+                loaded.extend((read_volume(case["image"]), read_volume(case["truth"], labels=True)))
+            return {"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
+                    **segment_scored(seg, *loaded, name in uncertainty)}
+
         for name, seg in segmenters.items():
             cached = Path(cache_dir) / name / case["set"] / f"{case['case']}.json" if cache_dir else None
             identity = score_identity(seg, case) + (" with uncertainty" if name in uncertainty else "")
-            if cached is not None and cached.is_file():
-                saved = json.loads(cached.read_text())
-                if saved["identity"] == identity:
-                    rows.append(saved["row"])
-                    continue
-            if image is None:
-                image, truth = read_volume(case["image"]), read_volume(case["truth"], labels=True)
-            row = {"model": name, "set": case["set"], "case": case["case"], "subject": case["subject"],
-                   **segment_scored(seg, image, truth, name in uncertainty)}
-            if cached is not None:
-                write_text(cached, json.dumps({"identity": identity, "row": row}))
-            rows.append(row)
+            rows.append(cached_row(cached, identity, lambda: compute(name, seg)))
     return rows
 
 
