@@ -104,6 +104,10 @@ def test_the_change_interval_and_flag():
     assert rows["total"]["changed"] and rows["third"]["changed"]  # 6 > 1.96 * sqrt(2) too
     rows = {r["structure"]: r for r in compare(report(50.0, 1.0), report(53.0, 1.0), {"total": 2.0})}
     assert not rows["total"]["changed"] and rows["third"]["changed"]
+    calibrated = report(53.0, 8.0)  # absolute SD 8 mL, of which the test-time passes spread 1 mL
+    calibrated.uncertainty = {"sd_scale": 8.0}
+    rows = {r["structure"]: r for r in compare(report(50.0, 1.0), calibrated, {"total": 2.0})}
+    assert rows["total"]["followup_sd_ml"] == 8.0 and rows["total"]["change_sd_ml"] == pytest.approx(np.sqrt(6.0))
 
 
 def test_cli_change_refuses_bad_arguments_before_work(tmp_path, capsys):

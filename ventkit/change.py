@@ -3,9 +3,12 @@
 Both scans are segmented with test-time passes (each volume gets an SD, `segment.uncertainty_of`), the
 follow-up is rigidly registered to the baseline (`registration.register_rigid`) to show both on matched
 slices and to check that they are the same head, and per structure the change (mL and %) gets an SD
-that combines both visits' SDs with the model's repeatability (the SD of the change measured on repeat
-scans of unchanged brains, `bench/follow_up.py`, kept in the model card as `follow_up`). A change beyond
-1.96 of its SDs is flagged: more than repeat scanning alone would explain (95 %).
+that combines both visits' test-time spreads with the model's repeatability (the part of the change
+between repeat scans of unchanged brains that the spreads do not explain, `bench/follow_up.py`, kept in
+the model card as `follow_up`). Each visit's reported SD is calibrated for the volume's absolute error,
+most of which is a bias that one head keeps at both visits; the change uses the spread before that
+calibration (`test_time_spread_ml`). A change beyond 1.96 of its SDs is flagged: more than repeat scanning
+alone would explain (95 %).
 """
 from __future__ import annotations
 
@@ -38,14 +41,22 @@ def repeatability_ml(segmenter: Segmenter) -> dict[str, float]:
             .get("repeatability_sd_ml", {}).items()}
 
 
+def test_time_spread_ml(report: VolumeReport) -> dict[str, float]:
+    """Each volume's SD over the test-time passes, before the calibrated scale of `segment.uncertainty_of`."""
+    scale = float((report.uncertainty or {}).get("sd_scale", 1.0))
+    return {k: v / scale for k, v in report.ventricles_sd_ml.items()}
+
+
 def compare(baseline: VolumeReport, followup: VolumeReport, repeat_sd: dict[str, float]) -> list[dict]:
-    """One row per structure: volume and SD at both visits, change in mL and %, its SD and 95 % interval,
-    and whether it exceeds what repeat scanning explains."""
+    """One row per structure: volume and SD at both visits, change in mL and %, its SD (both visits'
+    test-time spreads and the repeatability `repeat_sd`) and 95 % interval, and whether it exceeds what
+    repeat scanning explains."""
     rows = []
+    spread1, spread2 = test_time_spread_ml(baseline), test_time_spread_ml(followup)
     for key in REPORT_ROWS:
         v1, v2 = baseline.ventricles_ml[key], followup.ventricles_ml[key]
         s1, s2 = baseline.ventricles_sd_ml[key], followup.ventricles_sd_ml[key]
-        sd = math.sqrt(s1 ** 2 + s2 ** 2 + repeat_sd.get(key, 0.0) ** 2)
+        sd = math.sqrt(spread1[key] ** 2 + spread2[key] ** 2 + repeat_sd.get(key, 0.0) ** 2)
         change = v2 - v1
         rows.append({"structure": key, "baseline_ml": v1, "baseline_sd_ml": s1, "followup_ml": v2, "followup_sd_ml": s2,
                      "change_ml": change, "change_percent": 100 * change / v1 if v1 else float("nan"),
