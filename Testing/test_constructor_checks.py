@@ -108,6 +108,10 @@ def test_image_model_config():
         ImageModelConfig(spade_channels=-8)
     with pytest.raises(ValueError, match="ae_channels must be a non-empty tuple of integers >= 1"):
         ImageModelConfig(ae_channels=())
+    fine = ImageModelConfig(grid="fine", ae_channels=(16, 32, 64, 128))
+    assert fine.downsampling == 8 and fine.latent_shape((96, 128, 96)) == (3, 12, 16, 12)
+    with pytest.raises(ValueError, match=r"each side must be divisible by 64 \(x16 autoencoder"):
+        ImageModelConfig(grid="fine", ae_channels=(8, 8, 8, 8, 8))
 
 
 def test_sampling_defaults():

@@ -317,3 +317,21 @@ def test_pairs_use_the_image_generator_unless_a_randomized_look_is_asked_for(gen
     synth = DiffusionSynthesizer(image_model=root / "model", device="cpu", steps=2, appearance=Appearance("random"))
     assert synth.images is None and "randomized appearance" in synth.description
     assert synth.sample(60.0, seed=0).info["image"] == "rendered"
+
+
+def test_fine_grid_generator_compresses_x8_and_resumes_only_with_its_sizes(tmp_path, capsys):
+    from ventkit.cli import main
+
+    build_corpus(tmp_path / "corpus", n=1, volumes="natural", seed=0, grid="fine", quiet=True)
+    data, ae, ldm = str(tmp_path / "corpus"), str(tmp_path / "ae"), str(tmp_path / "ldm")
+    small = ["--ae-channels", "8", "8", "8", "8", "--steps", "1", "--device", "cpu"]
+    assert main(["train", "image-ae", "--data", data, "--run", ae, "--grid", "fine", *small]) == 0
+    assert main(["train", "image-ae", "--data", data, "--run", ae, "--ae-channels", "8", "8", "8", "--steps", "2"]) == 2
+    assert "was started with grid fine" in capsys.readouterr().err
+    assert main(["train", "image-ldm", "--data", data, "--ae-run", ae, "--run", ldm, "--steps", "1",
+                 "--device", "cpu"]) == 0
+    state = Run(ldm).load()
+    cfg = ImageModelConfig.from_dict(state["config"])
+    assert (cfg.grid, cfg.downsampling) == ("fine", 8)
+    latents = torch.load(tmp_path / "ldm" / "latents.pt", weights_only=True)["latents"]
+    assert tuple(latents.shape[1:]) == cfg.latent_shape((96, 128, 96)) == (3, 12, 16, 12)  # the mask grid's latent size

@@ -236,27 +236,39 @@ def cmd_train_image_ae(args) -> None:
     from .training.image import train_image_ae
     from .training.mask_data import MaskDataset
 
-    data = MaskDataset(args.data, images=True)
-    step = train_image_ae(data, args.run, _loop_settings(args), device=args.device, **_optim(args))
+    from .synthesis.image_model import ImageModelConfig
+    from .training.image import run_image_config
+
+    requested = None
+    if args.grid or args.ae_channels:
+        default = ImageModelConfig()
+        requested = ImageModelConfig(grid=args.grid or default.grid,
+                                     ae_channels=tuple(args.ae_channels or default.ae_channels))
+    cfg = run_image_config(args.run, requested)
+    data = MaskDataset(args.data, grid=cfg.grid, images=True)
+    step = train_image_ae(data, args.run, _loop_settings(args), cfg=cfg, device=args.device, **_optim(args))
     print(f"image autoencoder: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
 def cmd_train_image_ldm(args) -> None:
-    from .training.image import train_image_ldm
+    from .training.image import run_image_config, train_image_ldm
     from .training.mask_data import MaskDataset
 
-    data = MaskDataset(args.data, images=True)
+    cfg = run_image_config(args.ae_run)
+    if run_image_config(args.run, cfg) != cfg:  # a resumed run on another autoencoder's config is refused
+        raise InputError(args.run, "was started on another autoencoder")
+    data = MaskDataset(args.data, grid=cfg.grid, images=True)
     variants = {} if args.appearance_variants is None else {"variants": args.appearance_variants}
-    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), device=args.device,
+    step = train_image_ldm(data, args.ae_run, args.run, _loop_settings(args), cfg=cfg, device=args.device,
                            **variants, **_optim(args))
     print(f"image diffusion model: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
 def cmd_train_image_decoder(args) -> None:
-    from .training.image import train_image_decoder
+    from .training.image import image_base, train_image_decoder
     from .training.mask_data import MaskDataset
 
-    data = MaskDataset(args.data, images=True)
+    data = MaskDataset(args.data, grid=image_base(args.base)["config"]["grid"], images=True)
     variants = {} if args.appearance_variants is None else {"variants": args.appearance_variants}
     if args.latent_noise is not None:
         variants["latent_noise"] = args.latent_noise
@@ -595,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--data", nargs="+", required=True,
                        help="corpus folders (ventkit corpus build) and/or .npz files of `train pack`")
         a.add_argument("--run", required=True, type=A.output_folder, help="run folder: checkpoint.pt, loss_log.csv, previews; resumed")
+        if name == "image-ae":
+            a.add_argument("--grid", choices=sorted(GRIDS), help="model grid of a new run (default mask: 3.3 mm; "
+                           "fine: 1.67 x 1.53 x 1.67 mm, with --ae-channels 16 32 64 128 to compress x8)")
+            a.add_argument("--ae-channels", type=A.count, nargs="+", metavar="C",
+                           help="channels per autoencoder level of a new run (default 16 32 64: x4 compression)")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
         if stage == "decoder":

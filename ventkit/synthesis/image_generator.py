@@ -41,7 +41,7 @@ class ImageGenerator(LoadedGenerator):
         model_affine = self.grid.affine(brain_center(ras))
         on_grid = to_segmentation(sample_labels(ras, model_affine, self.grid.shape))
         scheduler, inferer = self.ddim(steps)
-        shape = [1, self.cfg.latent_channels, *(s // 4 for s in self.grid.shape)]
+        shape = [1, *self.cfg.latent_shape(self.grid.shape)]
         noise = torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(seed)).to(self.device)
         seg = one_hot(on_grid)[None].to(self.device)
         image = inferer.sample(noise, self.autoencoder, self.unet, scheduler, seg=seg, verbose=False)

@@ -1,7 +1,7 @@
 """The image generator's networks (MONAI SPADE models): a T1 drawn for a given 33-label map.
 
 Autoencoder: `SPADEAutoencoderKL` (the label map modulates its decoder), one intensity channel,
-downsampling x4 to a small latent. Diffusion model: `SPADEDiffusionModelUNet` in that latent space,
+downsampling x2 per level after the first (x4 with three levels, x8 with four) to a small latent. Diffusion model: `SPADEDiffusionModelUNet` in that latent space,
 with the one-hot label map as SPADE's `seg` at every level (the paper's design, sized for a CPU).
 Intensities are scaled to 0..1 by the 99.5th percentile of each image.
 """
@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..anatomy.grid import GRIDS
 from .mask_model import NUM_LABELS, check_network_sizes
 
 
@@ -41,6 +42,18 @@ class ImageModelConfig:
     def __post_init__(self):
         check_network_sizes(self, ("latent_channels", "ae_res_blocks", "ae_norm_groups", "spade_channels",
                                    "ldm_res_blocks", "ldm_head_channels", "ldm_norm_groups", "train_timesteps"))
+        unit = self.downsampling * 2 ** (len(self.ldm_channels) - 1)
+        if any(s % unit for s in GRIDS[self.grid].shape):
+            raise ValueError(f"grid {self.grid} {GRIDS[self.grid].shape}: each side must be divisible by {unit} "
+                             f"(x{self.downsampling} autoencoder, {len(self.ldm_channels)}-level diffusion U-Net)")
+
+    @property
+    def downsampling(self) -> int:
+        """How many voxels of the image grid one latent voxel spans along each axis."""
+        return 2 ** (len(self.ae_channels) - 1)
+
+    def latent_shape(self, shape) -> tuple[int, ...]:
+        return (self.latent_channels, *(s // self.downsampling for s in shape))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -46,6 +46,19 @@ def brain_patch(labels: np.ndarray, size, rng: np.random.Generator) -> tuple[sli
     return tuple(slice(int(a), int(a) + s) for a, s in zip(start, size))
 
 
+def run_image_config(run_dir, requested: ImageModelConfig | None = None) -> ImageModelConfig:
+    """The image-generator config a run was started with (its checkpoint's), else `requested` (default
+    sizes if None) for a new run; a resumed run asked for other sizes is refused."""
+    state = Run(run_dir).load()
+    if state is None:
+        return requested or ImageModelConfig()
+    cfg = ImageModelConfig.from_dict(state["config"])
+    if requested is not None and requested != cfg:
+        raise InputError(run_dir, f"was started with grid {cfg.grid} and autoencoder channels {cfg.ae_channels}; "
+                                  "resume it with those, or start another run folder")
+    return cfg
+
+
 def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: ImageModelConfig = ImageModelConfig(),
                    batch_size: int = 2, lr: float = 3e-4, device: str = "auto", seed: int = 0,
                    patch: tuple[int, int, int] | None = AE_PATCH) -> int:
@@ -188,6 +201,8 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     under `variants` acquisitions (`appearance_variants`), the label map as `seg`."""
     if variants < 1:
         raise InputError("appearance variants", f"at least 1 (the images as acquired), not {variants}")
+    if cfg != run_image_config(ae_run):
+        raise InputError(ae_run, "the autoencoder run has another config (grid, channels) than the diffusion model's")
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = load_stage(ae_run, "autoencoder", cfg, build_image_autoencoder).to(device)
@@ -203,7 +218,7 @@ def train_image_ldm(data: MaskDataset, ae_run, run_dir, settings: LoopSettings,
     def preview(i: int, network) -> None:
         scheduler, inferer = ddim_inferer(cfg, 1.0, 25, device)
         seg = _pairs(data, [0], device)[1]
-        noise = torch.randn((1, cfg.latent_channels, *(s // 4 for s in data.labels[0].shape)),
+        noise = torch.randn((1, *cfg.latent_shape(data.labels[0].shape)),
                             generator=torch.Generator().manual_seed(0)).to(device)
         with torch.no_grad():
             image = inferer.sample(noise, ae, network, scheduler, seg=seg, verbose=False)[0, 0].clamp(0, 1)
