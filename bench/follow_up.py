@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import time
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import numpy as np
