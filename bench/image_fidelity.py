@@ -152,13 +152,16 @@ def peak_memory_gb() -> float:
 
 
 def save_figure(path: Path, rows: list) -> None:
-    """Axial, coronal and sagittal slices through the brain centre of each `MeasureImage` (1 mm grid)."""
+    """Axial, coronal and sagittal slices through the lateral ventricles' centre of each `MeasureImage`
+    (1 mm grid)."""
     from ventkit.preview import pyplot, save_figure as write
 
     plt = pyplot()
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.8 * len(rows)))
     for (title, m), ax in zip(rows, axes):
-        mid = np.array(m.image.shape) // 2
+        lateral = np.argwhere(np.isin(m.labels, (4, 43)))
+        mid = lateral.mean(0).astype(int) if len(lateral) else np.array(m.image.shape) // 2
+        mid[0] = m.image.shape[0] // 2  # sagittal: the midline
         for a, sl in zip(ax, (m.image[:, :, mid[2]], m.image[:, mid[1], :], m.image[mid[0], :, :])):
             a.imshow(np.rot90(sl), cmap="gray", vmin=0, vmax=1.3)
             a.axis("off")
