@@ -335,3 +335,12 @@ def test_fine_grid_generator_compresses_x8_and_resumes_only_with_its_sizes(tmp_p
     assert (cfg.grid, cfg.downsampling) == ("fine", 8)
     latents = torch.load(tmp_path / "ldm" / "latents.pt", weights_only=True)["latents"]
     assert tuple(latents.shape[1:]) == cfg.latent_shape((96, 128, 96)) == (3, 12, 16, 12)  # the mask grid's latent size
+    # pairs from the shipped mask generator and this image generator: both on the fine grid
+    from ventkit.anatomy.grid import GRIDS
+    from ventkit.synthesis.pairs import DiffusionSynthesizer
+
+    assert main(["train", "export-image", "--ae-run", ae, "--ldm-run", ldm, "--out", str(tmp_path / "fine")]) == 0
+    pair = DiffusionSynthesizer(image_model=tmp_path / "fine", device="cpu", steps=2).sample(60.0, seed=1)
+    assert pair.segmentation.array.shape == pair.image.array.shape == GRIDS["fine"].shape
+    assert np.allclose(pair.segmentation.spacing, GRIDS["fine"].spacing)
+    assert np.allclose(pair.image.affine, pair.segmentation.affine)

@@ -35,10 +35,14 @@ class ImageGenerator(LoadedGenerator):
     @torch.no_grad()
     def sample(self, labels: Volume, seed: int = 0, steps: int = 50) -> Volume:
         """A T1 for `labels` (any grid and orientation): drawn on the model grid around the brain, then
-        resampled onto the label map's grid and affine."""
+        resampled onto the label map's grid and affine; a map already on the model grid (its shape and
+        voxel size, RAS) is drawn on in place."""
         labels = validate(labels, labels=True)  # dimensionality, NaN, spacing, unknown label values
         ras = reorient_to_ras(labels)
-        model_affine = self.grid.affine(brain_center(ras))
+        if ras.array.shape == self.grid.shape and np.allclose(ras.affine[:3, :3], np.diag(self.grid.spacing)):
+            model_affine = ras.affine
+        else:
+            model_affine = self.grid.affine(brain_center(ras))
         on_grid = to_segmentation(sample_labels(ras, model_affine, self.grid.shape))
         scheduler, inferer = self.ddim(steps)
         shape = [1, *self.cfg.latent_shape(self.grid.shape)]

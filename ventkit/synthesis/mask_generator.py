@@ -159,12 +159,14 @@ class MaskGenerator(LoadedGenerator):
         return Grid(shape, tuple(float(e / s) for e, s in zip(self.grid.extent_mm, shape)))
 
     def sample(self, volume_ml: float, n: int = 1, seed: int = 0, guidance: float | None = None,
-               steps: int | None = None, calibrated: bool = True, spacing_mm: float | None = None) -> list[Volume]:
+               steps: int | None = None, calibrated: bool = True, spacing_mm: float | None = None,
+               grid: Grid | None = None) -> list[Volume]:
         """`n` label maps (RAS, centred at the origin) for the requested volume: those of seeds `seed`,
         `seed` + 1, ... (drawn in one batch); conditioned through the calibration (`condition_ml`) unless
-        `calibrated` is False. On the model grid, or with `spacing_mm` its field of view at that voxel size
-        (the decoded label scores interpolated, see `draw_maps`). `guidance` and `steps` default to the
-        model's (`defaults`); another guidance draws uncalibrated volumes, and says so."""
+        `calibrated` is False. On the model grid, or with `spacing_mm` its field of view at that voxel size,
+        or on `grid` (one with the model grid's field of view, such as an image generator's); the decoded
+        label scores are interpolated there (`draw_maps`). `guidance` and `steps` default to the model's
+        (`defaults`); another guidance draws uncalibrated volumes, and says so."""
         defaults = self.defaults
         guidance = defaults.guidance if guidance is None else guidance
         steps = defaults.steps if steps is None else steps
@@ -174,7 +176,11 @@ class MaskGenerator(LoadedGenerator):
         if calibrated and self.calibration is not None and guidance != self.calibration["guidance"]:
             warnings.warn(VentkitWarning(f"guidance {guidance:g} is not the calibrated {self.calibration['guidance']:g}: "
                                          "the drawn volumes will differ from the requested ones"), stacklevel=2)
-        grid = self.output_grid(spacing_mm)
+        if grid is None:
+            grid = self.output_grid(spacing_mm)
+        elif spacing_mm is not None or not np.allclose(grid.extent_mm, self.grid.extent_mm, rtol=0.01):
+            raise InputError("grid", f"{grid.shape} voxels of {grid.spacing} mm: give a grid with the model grid's "
+                                     f"field of view ({self.grid.extent_mm} mm), or spacing_mm, not both")
         condition = self.condition_ml(volume_ml, guidance) if calibrated else volume_ml
         settings = DrawSettings(condition, guidance, steps, n=n, seed=seed, out_shape=grid.shape)
         maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, settings, self.device,

@@ -166,7 +166,9 @@ class DiffusionSynthesizer:
         self.steps = defaults.steps if steps is None else steps
         self.appearance = appearance
         self.spacing_mm = spacing_mm
-        self.masks.output_grid(spacing_mm)  # refuse a bad spacing before anything is drawn
+        self.label_grid = self.masks.output_grid(spacing_mm)  # refuse a bad spacing before anything is drawn
+        if spacing_mm is None and self.images and max(self.images.grid.spacing) < max(self.label_grid.spacing):
+            self.label_grid = self.images.grid  # an image generator finer than the maps: both drawn on its grid
         self.description = "volume-guided mask latent diffusion model, then " + (
             "the SPADE image latent diffusion model" if self.images else
             "an image rendered SynthSeg-style from the generated map " +
@@ -182,8 +184,7 @@ class DiffusionSynthesizer:
         """Pair number `index` of `seed` for `volume_ml` (total ventricles, mL); reproducible."""
         _check_range(volume_ml, self.volume_range_ml)
         pair_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps,
-                                   spacing_mm=self.spacing_mm)[0]
+        labels = self.masks.sample(volume_ml, 1, pair_seed, self.guidance, self.steps, grid=self.label_grid)[0]
         acquisition = {}
         if self.images:
             image = self.images.sample(labels, pair_seed, self.steps)
