@@ -1,7 +1,7 @@
 """Follow-up between visits: repeatability of the measured change and accuracy on known changes (issue 34).
 
     python bench/follow_up.py [--model augmented | --model-dir FOLDER] [--repeats 3] [--contrasts t1]
-                              [--cache DIR] [--write-card]
+                              [--cache DIR] [--write-card] [--per-scan]
 
 Each scan is a SynthSeg-style render on the paper's grid (1.67 x 1.75 x 1.67 mm) with its own acquisition
 (bias field, noise, slice thickness 1-6 mm, and contrast: by default a T1 drawn afresh from the T1 tissue
@@ -49,21 +49,22 @@ MAX_SD_ML = 2.0
 
 
 def scan(source: Volume, rng: np.random.Generator, classes, contrasts: tuple[str, ...],
-         target_ml: float | None = None) -> tuple[Volume, float]:
-    """One acquisition of `source` (its ventricles resized to `target_ml` first): image and true total mL."""
+         target_ml: float | None = None) -> tuple[Volume, float, dict]:
+    """One acquisition of `source` (its ventricles resized to `target_ml` first): image, true total mL and
+    the acquisition's parameters."""
     grid = GRIDS["paper"]
     generation, _ = make_labels(source, grid, target_ml, rng, deformation=HEAD_POSITION)
     spec = RenderSpec(contrast=contrasts[int(rng.integers(len(contrasts)))], thickness_mm=(1.0, 6.0))
-    image, _ = render(generation.array, grid.spacing, rng, spec, classes)
+    image, acquisition = render(generation.array, grid.spacing, rng, spec, classes)
     truth = float(np.isin(to_segmentation(generation.array), VENTRICLE_IDS).sum()) * float(np.prod(grid.spacing)) / 1000
-    return generation.with_array(image), truth
+    return generation.with_array(image), truth, acquisition
 
 
 class Visits:
     """Measures scans as `ventkit change` does (volumes and their SDs), each kept in `cache` when given."""
 
-    def __init__(self, segmenter, cache: str | None):
-        self.segmenter, self.cache = segmenter, Path(cache) if cache else None
+    def __init__(self, segmenter, cache: str | None, per_scan: bool = False):
+        self.segmenter, self.cache, self.per_scan = segmenter, Path(cache) if cache else None, per_scan
         self.seen: dict[str, dict] = {}  # a baseline compared with several follow-ups is segmented once
 
     def measure(self, image: Volume) -> SimpleNamespace:
@@ -84,8 +85,15 @@ class Visits:
         return SimpleNamespace(ventricles_ml=row["ml"], uncertainty={"sd_scale": scale},
                                ventricles_sd_ml={k: scale * v for k, v in row["raw_sd_ml"].items()})
 
-    def change(self, first: Volume, second: Volume, repeat_sd: dict) -> dict:
-        rows = compare(self.measure(first), self.measure(second), repeat_sd)
+    def change(self, first: tuple, second: tuple, repeat_sd: dict, label: str = "") -> dict:
+        """Per structure, `compare` of two `scan`s; with `per_scan` and a `label`, each scan's truth and error
+        printed."""
+        rows = compare(self.measure(first[0]), self.measure(second[0]), repeat_sd)
+        if self.per_scan and label:
+            for visit, (image, truth, acq) in enumerate((first, second), 1):
+                ml = self.measure(image).ventricles_ml["total"]
+                print(f"  {label} visit {visit}: {acq['thickness_mm']:.1f} mm slices along axis {acq['slice_axis']}, "
+                      f"noise {acq['noise']:.3f}; true {truth:.1f} mL, measured {ml:.1f} mL ({ml - truth:+.1f})")
         return {r["structure"]: r for r in rows}
 
 
@@ -99,20 +107,21 @@ def main() -> None:
                     help="contrasts each visit is drawn from (default: T1 at every visit)")
     ap.add_argument("--cache", help="folder that keeps each scan's volumes, so that a stopped run goes on")
     ap.add_argument("--write-card", action="store_true", help="store the fitted repeatability in the model's cards")
+    ap.add_argument("--per-scan", action="store_true", help="print each unchanged scan's acquisition, truth and error")
     args = ap.parse_args()
     segmenter = load_segmenter(args.model, args.device, notify=lambda _: None, folder=args.model_dir)
     segmenter.card = {k: v for k, v in segmenter.card.items() if k != "follow_up"}  # measured afresh here
     label_dir = default_label_dir()
     paths, split = list_subjects(label_dir), split_subjects(label_dir)
     classes = load_generation_classes(default_priors_dir(label_dir))
-    visits, contrasts = Visits(segmenter, args.cache), tuple(args.contrasts)
+    visits, contrasts = Visits(segmenter, args.cache, args.per_scan), tuple(args.contrasts)
     t0 = time.time()
 
     fit = []  # the repeatability, from training subjects
     for k, name in enumerate(split["train"]):
         source = load_subject(str(paths[name]))
         rng = np.random.default_rng([7, k])
-        fit.append(visits.change(scan(source, rng, classes, contrasts)[0], scan(source, rng, classes, contrasts)[0], {}))
+        fit.append(visits.change(scan(source, rng, classes, contrasts), scan(source, rng, classes, contrasts), {}, name))
     repeat_sd = {key: float(np.sqrt(max(0.0, np.mean([f[key]["change_ml"] ** 2 - f[key]["change_sd_ml"] ** 2
                                                       for f in fit])))) for key in REPORT_ROWS}
     print(f"repeatability fitted on {len(fit)} unchanged pairs of training subjects (mL; the RMS change beyond "
@@ -123,18 +132,18 @@ def main() -> None:
         source = load_subject(str(paths[name]))
         for r in range(args.repeats):
             rng = np.random.default_rng([8, k, r])
-            unchanged.append(visits.change(scan(source, rng, classes, contrasts)[0],
-                                           scan(source, rng, classes, contrasts)[0], repeat_sd)["total"])
+            unchanged.append(visits.change(scan(source, rng, classes, contrasts),
+                                           scan(source, rng, classes, contrasts), repeat_sd, name)["total"])
         rng = np.random.default_rng([9, k])
-        base, base_ml = scan(source, rng, classes, contrasts)  # one baseline visit, several follow-ups
+        base = scan(source, rng, classes, contrasts)  # one baseline visit, several follow-ups
         for delta in CHANGES_ML:
-            target = base_ml + delta
+            target = base[1] + delta
             if not 5 <= target <= 300:
                 continue
-            follow, follow_ml = scan(source, rng, classes, contrasts, target)
+            follow = scan(source, rng, classes, contrasts, target)
             row = visits.change(base, follow, repeat_sd)["total"]
-            known.append({**row, "true_change_ml": follow_ml - base_ml, "subject": name})
-            print(f"{name}: true change {follow_ml - base_ml:+6.1f} mL, measured {row['change_ml']:+6.1f} ± "
+            known.append({**row, "true_change_ml": follow[1] - base[1], "subject": name})
+            print(f"{name}: true change {follow[1] - base[1]:+6.1f} mL, measured {row['change_ml']:+6.1f} ± "
                   f"{Z_95 * row['change_sd_ml']:.1f} mL", flush=True)
 
     changes = np.array([u["change_ml"] for u in unchanged])
@@ -143,16 +152,19 @@ def main() -> None:
     print(f"\nunchanged hold-out pairs: {len(unchanged)}; SD of the measured total change {sd:.2f} mL "
           f"(target <= {MAX_SD_ML:g}); flagged as changed {100 * flagged:.0f} % (target <= 5 %)")
     print(f"smallest total change detected with 95 % confidence: {Z_95 * sd:.2f} mL (1.96 x SD of the change)")
-    if known:
-        ok = [abs(k["change_ml"] - k["true_change_ml"]) <= max(2.0, 0.15 * abs(k["true_change_ml"])) for k in known]
-        inside = [k["change_low_ml"] <= k["true_change_ml"] <= k["change_high_ml"] for k in known]
-        print(f"known changes: {len(known)}; within 2 mL or 15 %: {100 * np.mean(ok):.0f} % (target 100 %); "
-              f"truth inside the 95 % interval: {100 * np.mean(inside):.0f} % (target >= 80 %)")
+    ok = [abs(k["change_ml"] - k["true_change_ml"]) <= max(2.0, 0.15 * abs(k["true_change_ml"])) for k in known]
+    inside = [k["change_low_ml"] <= k["true_change_ml"] <= k["change_high_ml"] for k in known]
+    print(f"known changes: {len(known)}; within 2 mL or 15 %: {100 * np.mean(ok):.0f} % (target 100 %); "
+          f"truth inside the 95 % interval: {100 * np.mean(inside):.0f} % (target >= 80 %)")
     print(f"{time.time() - t0:.0f} s")
     if args.write_card:
         update_cards(segmenter.folder, {"follow_up": {
             "repeatability_sd_ml": {k: round(v, 3) for k, v in repeat_sd.items()},
-            "fitted_on": f"{len(fit)} unchanged pairs of training subjects, bench/follow_up.py"}})
+            "fitted_on": f"{len(fit)} unchanged pairs of training subjects, bench/follow_up.py",
+            "holdout": {"unchanged_pairs": len(unchanged), "change_sd_ml": round(sd, 3), "flagged": round(flagged, 3),
+                        "known_changes": len(known), "known_within_2ml_or_15pct": round(float(np.mean(ok)), 3),
+                        "known_inside_95pct_interval": round(float(np.mean(inside)), 3),
+                        "contrasts": list(contrasts), "test_time_passes": segmenter.card.get("uncertainty", {}).get("passes")}}})
         print(f"wrote the repeatability into the cards of {segmenter.folder}")
 
 
