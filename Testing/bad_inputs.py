@@ -196,6 +196,8 @@ CASES: list[Case] = [
                                                "--models", "bogus"], "invalid choice"),
     Case("train segment --epochs 0", lambda i: ["train", "segment", "--data", str(i.root), "--run", str(i.out),
                                                 "--name", "X", "--epochs", "0"], "at least 1"),
+    Case("train image-ae --spectral-weight -1", lambda i: ["train", "image-ae", "--data", str(i.root), "--run",
+                                                           str(i.out), "--spectral-weight", "-1"], "0 or more"),
 ]
 
 # inputs that must work, with a warning on stderr that says what is odd about them

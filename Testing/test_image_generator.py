@@ -49,6 +49,28 @@ def test_training_resumes_and_logs(trained):
     assert ldm["stage"] == "image-ldm" and ldm["scale_factor"] > 0 and "autoencoder" in ldm
 
 
+def test_autoencoder_resumed_with_a_spectral_term_logs_it_in_a_column_of_its_own(trained, tmp_path):
+    import csv
+    import shutil
+
+    from ventkit.errors import InputError
+
+    root, data = trained
+    shutil.copytree(root / "ae", tmp_path / "ae")
+    assert train_image_ae(data, tmp_path / "ae", LoopSettings(max_steps=4, quiet=True), TINY, device="cpu",
+                          spectral_weight=1.0) == 4
+    with open(tmp_path / "ae" / "loss_log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "loss", "l1", "spectral", "seconds"]
+    assert [r["spectral"] for r in rows][:3] == ["", "", ""] and float(rows[3]["spectral"]) > 0
+    assert float(rows[3]["loss"]) >= float(rows[3]["l1"]) + float(rows[3]["spectral"])  # plus the KL term
+    assert Run(tmp_path / "ae").recent_losses()["spectral"] == round(float(rows[3]["spectral"]), 5)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(InputError, match="spectral weight"):
+            train_image_ae(data, tmp_path / "ae", LoopSettings(max_steps=5, quiet=True), TINY, device="cpu",
+                           spectral_weight=bad)
+
+
 def test_every_training_image_is_also_seen_under_other_acquisitions(trained):
     from ventkit.training.image import APPEARANCE_VARIANTS, appearance_variants
 

@@ -35,6 +35,14 @@ def positive(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """A finite number of at least 0 (loss weights)."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be 0 or more")
+    return value
+
+
 def slice_mm(text: str) -> float:
     """A slice thickness for rendered images, 1-8 mm (`synthesis.pairs.Appearance`)."""
     value = _float(text)

@@ -246,7 +246,8 @@ def cmd_train_image_ae(args) -> None:
                                      ae_channels=tuple(args.ae_channels or default.ae_channels))
     cfg = run_image_config(args.run, requested)
     data = MaskDataset(args.data, grid=cfg.grid, images=True)
-    step = train_image_ae(data, args.run, _loop_settings(args), cfg=cfg, device=args.device, **_optim(args))
+    step = train_image_ae(data, args.run, _loop_settings(args), cfg=cfg, device=args.device,
+                          spectral_weight=args.spectral_weight, **_optim(args))
     print(f"image autoencoder: step {step} of {args.steps} on {len(data)} pairs; checkpoint in {args.run}")
 
 
@@ -612,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "fine: 1.67 x 1.53 x 1.67 mm, with --ae-channels 16 32 64 128 to compress x8)")
             a.add_argument("--ae-channels", type=A.count, nargs="+", metavar="C",
                            help="channels per autoencoder level of a new run (default 16 32 64: x4 compression)")
+            a.add_argument("--spectral-weight", type=A.non_negative, default=0.0,
+                           help="weight of the FFT-magnitude loss that keeps texture (MONAI JukeboxLoss; default 0)")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
         if stage == "decoder":

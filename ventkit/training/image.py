@@ -61,12 +61,19 @@ def run_image_config(run_dir, requested: ImageModelConfig | None = None) -> Imag
 
 def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: ImageModelConfig = ImageModelConfig(),
                    batch_size: int = 2, lr: float = 3e-4, device: str = "auto", seed: int = 0,
-                   patch: tuple[int, int, int] | None = AE_PATCH) -> int:
-    """Train the SPADE autoencoder (L1 reconstruction + small KL) until the step or time budget, on
-    brain-centred `patch`es (the networks are fully convolutional: a 32-voxel cube costs a third of a
-    whole 48 x 64 x 48 map) or, with `patch=None`, on whole maps."""
+                   patch: tuple[int, int, int] | None = AE_PATCH, spectral_weight: float = 0.0) -> int:
+    """Train the SPADE autoencoder (L1 reconstruction + small KL, and with `spectral_weight` MONAI's
+    `JukeboxLoss`: the FFT magnitudes of each patch matched, so that the reconstruction keeps the input's
+    texture and noise power, not only its mean) until the step or time budget, on brain-centred `patch`es
+    (the networks are fully convolutional: a 32-voxel cube costs a third of a whole 48 x 64 x 48 map) or,
+    with `patch=None`, on whole maps."""
+    from monai.losses import JukeboxLoss
+
     if not data.images:
         raise ValueError("the image autoencoder needs a MaskDataset read with images=True")
+    if not (np.isfinite(spectral_weight) and spectral_weight >= 0):
+        raise InputError("spectral weight", f"a finite number >= 0, not {spectral_weight}")
+    spectral = JukeboxLoss(spatial_dims=3)
     device = choose_device(device)
     torch.manual_seed(seed)
     ae = build_image_autoencoder(cfg).to(device)
@@ -80,10 +87,15 @@ def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: Imag
         recon, mu, sigma = ae(x, seg)
         l1 = F.l1_loss(recon, x)
         loss = l1 + KL_WEIGHT * kl_loss(mu, sigma)
+        logged = {"l1": l1.item()}
+        if spectral_weight:
+            spectrum = spectral(recon, x)
+            loss = loss + spectral_weight * spectrum
+            logged["spectral"] = spectrum.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.item(), "l1": l1.item()}
+        return {"loss": loss.item(), **logged}
 
     def preview(i: int) -> None:
         x, seg = _pairs(data, [0], device)

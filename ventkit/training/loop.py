@@ -75,14 +75,29 @@ class Run:
         with open(self.loss_log, newline="") as fh:
             rows = list(csv.DictReader(fh))[-last:]
         keys = [k for k in (rows[0] if rows else {}) if k not in ("step", "seconds")]
-        return {k: round(sum(float(r[k]) for r in rows) / len(rows), 5) for k in keys}
+        values = {k: [float(r[k]) for r in rows if r[k]] for k in keys}
+        return {k: round(sum(v) / len(v), 5) for k, v in values.items() if v}
 
     def log(self, rows: list[dict]) -> None:
+        """Append `rows`; a loss that the log has no column for yet (a run resumed with another loss term)
+        gets one, the earlier rows left empty there."""
         if not rows:
             return
+        fields = list(rows[0])
+        if self.loss_log.is_file():
+            with open(self.loss_log, newline="") as fh:
+                old = list(csv.DictReader(fh))
+            header = list(old[0]) if old else fields
+            if set(fields) - set(header):
+                header = [k for k in header if k != "seconds"] + [k for k in fields if k not in header] + ["seconds"]
+                with atomic_path(self.loss_log) as tmp, open(tmp, "w", newline="") as fh:
+                    w = csv.DictWriter(fh, fieldnames=header, restval="")
+                    w.writeheader()
+                    w.writerows(old)
+            fields = header
         new = not self.loss_log.is_file()
         with open(self.loss_log, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w = csv.DictWriter(fh, fieldnames=fields, restval="")
             if new:
                 w.writeheader()
             w.writerows(rows)
