@@ -233,11 +233,9 @@ def cmd_train_mask_ldm(args) -> None:
 
 
 def cmd_train_image_ae(args) -> None:
-    from .training.image import train_image_ae
-    from .training.mask_data import MaskDataset
-
     from .synthesis.image_model import ImageModelConfig
-    from .training.image import run_image_config
+    from .training.image import run_image_config, train_image_ae
+    from .training.mask_data import MaskDataset
 
     requested = None
     if args.grid or args.ae_channels:

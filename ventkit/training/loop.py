@@ -86,9 +86,10 @@ class Run:
         fields = list(rows[0])
         if self.loss_log.is_file():
             with open(self.loss_log, newline="") as fh:
-                old = list(csv.DictReader(fh))
-            header = list(old[0]) if old else fields
+                header = next(csv.reader(fh), None) or fields
             if set(fields) - set(header):
+                with open(self.loss_log, newline="") as fh:
+                    old = list(csv.DictReader(fh))
                 header = [k for k in header if k != "seconds"] + [k for k in fields if k not in header] + ["seconds"]
                 with atomic_path(self.loss_log) as tmp, open(tmp, "w", newline="") as fh:
                     w = csv.DictWriter(fh, fieldnames=header, restval="")
