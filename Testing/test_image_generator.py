@@ -49,7 +49,7 @@ def test_training_resumes_and_logs(trained):
     assert ldm["stage"] == "image-ldm" and ldm["scale_factor"] > 0 and "autoencoder" in ldm
 
 
-def test_autoencoder_resumed_with_a_spectral_term_logs_it_in_a_column_of_its_own(trained, tmp_path):
+def test_autoencoder_resumed_with_a_spectral_term_logs_it_and_keeps_it(trained, tmp_path):
     import csv
     import shutil
 
@@ -65,6 +65,11 @@ def test_autoencoder_resumed_with_a_spectral_term_logs_it_in_a_column_of_its_own
     assert [r["spectral"] for r in rows][:3] == ["", "", ""] and float(rows[3]["spectral"]) > 0
     assert float(rows[3]["loss"]) >= float(rows[3]["l1"]) + float(rows[3]["spectral"])  # plus the KL term
     assert Run(tmp_path / "ae").recent_losses()["spectral"] == round(float(rows[3]["spectral"]), 5)
+    # resumed without a weight, the run goes on with the one it was given
+    assert Run(tmp_path / "ae").load()["spectral_weight"] == 1.0
+    assert train_image_ae(data, tmp_path / "ae", LoopSettings(max_steps=5, quiet=True), TINY, device="cpu") == 5
+    with open(tmp_path / "ae" / "loss_log.csv", newline="") as fh:
+        assert float(list(csv.DictReader(fh))[4]["spectral"]) > 0
     for bad in (-1.0, float("nan")):
         with pytest.raises(InputError, match="spectral weight"):
             train_image_ae(data, tmp_path / "ae", LoopSettings(max_steps=5, quiet=True), TINY, device="cpu",

@@ -125,6 +125,30 @@ def test_calibration_is_fitted_checksummed_inverted_and_dropped_with_new_weights
     assert not (folder / "calibration.json").exists() and MaskGenerator(folder, device="cpu").calibration is None
 
 
+def test_a_finer_grid_gets_its_own_volume_curve_from_the_same_draws(trained, tmp_path):
+    import shutil
+
+    from ventkit.anatomy.grid import GRIDS
+    from ventkit.errors import InputError
+    from ventkit.training.mask_calibration import CALIBRATION_SEED, calibrate
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained[0] / "model", folder)
+    with pytest.raises(InputError, match="seg2mm: give grids of the model grid's field of view"):
+        calibrate(folder, seeds=1, points=2, steps=2, device="cpu", grids=["seg2mm"])
+    cal = calibrate(folder, seeds=1, points=2, steps=2, device="cpu", grids=["fine"])
+    gen = MaskGenerator(folder, device="cpu")
+    fine = GRIDS["fine"]
+    drawn = [gen.ventricle_ml(gen.sample(c, 1, seed=CALIBRATION_SEED, steps=2, calibrated=False, grid=fine)[0])
+             for c in cal["condition_ml"]]
+    assert cal["generated_ml_by_grid"]["fine"] == pytest.approx(drawn, abs=1e-3)  # what sampling there draws
+    gen.calibration = {**cal, "condition_ml": [10.0, 100.0], "generated_ml": [20.0, 200.0],
+                       "generated_ml_by_grid": {"fine": [10.0, 50.0]}}
+    assert gen.condition_ml(50.0, 3.0) == pytest.approx(25.0)
+    assert gen.condition_ml(50.0, 3.0, fine) == pytest.approx(100.0, rel=1e-5)
+    assert gen.condition_ml(50.0, 3.0, GRIDS["mask"]) == pytest.approx(25.0)  # no curve of its own
+
+
 def test_label_offsets_move_drawn_volumes_toward_the_training_maps(trained, tmp_path, capsys):
     import shutil
 

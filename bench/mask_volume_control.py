@@ -82,14 +82,15 @@ def main() -> None:
     print(f"mask generator {gen.card['files']['weights.pt'][:12]} on {gen.device}, {args.steps} DDIM steps, maps "
           f"of {grid.shape} voxels of {' x '.join(f'{s:.2f}' for s in grid.spacing)} mm")
     cal = gen.calibration
-    print("calibration: " + (f"fitted at guidance {cal['guidance']:g} on seeds {cal['seeds'][0]}-{cal['seeds'][1]}"
-                             if cal else "none"))
+    own_curve = [n for n in (cal or {}).get("generated_ml_by_grid", {}) if n in GRIDS and GRIDS[n].matches(grid)]
+    print("calibration: " + (f"fitted at guidance {cal['guidance']:g} on seeds {cal['seeds'][0]}-{cal['seeds'][1]}, "
+                             f"the curve of the {own_curve[0] if own_curve else 'model'} grid" if cal else "none"))
     results = {}
     runs = [("guidance_3", 3.0, True), ("guidance_1", 1.0, True)] + ([("guidance_3_uncalibrated", 3.0, False)]
                                                                      if cal else [])
     for name, g, calibrated in runs:
         results[name], req, got = run(gen, args.seeds, args.steps, g, calibrated, grid)
-        applied = calibrated and gen.condition_ml(100.0, g) != 100.0
+        applied = calibrated and gen.condition_ml(100.0, g, grid) != 100.0
         print(f"\nguidance {g:g} ({'calibrated' if applied else 'uncalibrated'})")
         for v in VOLUMES:
             sel = req == v

@@ -330,12 +330,14 @@ def cmd_calibrate_mask(args) -> None:
     from .synthesis.mask_generator import CALIBRATION_FILE
     from .training.mask_calibration import calibrate
 
-    cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device, args.data)
+    cal = calibrate(args.model, args.seeds, args.points, args.guidance, args.steps, args.device, args.data, args.grids)
     for label, (target, before, after) in cal.get("label_offset_fit", {}).get("mean_voxels", {}).items():
         print(f"label {label:>3}: offset {cal['label_offsets'][label]:+.2f}; mean voxels: training {target:.0f}, "
               f"drawn {before:.0f} -> {after:.0f}")
-    for c, g in zip(cal["condition_ml"], cal["generated_ml"]):
-        print(f"condition {c:7.1f} mL -> median generated {g:7.1f} mL")
+    by_grid = cal.get("generated_ml_by_grid", {})
+    for i, (c, g) in enumerate(zip(cal["condition_ml"], cal["generated_ml"])):
+        print(f"condition {c:7.1f} mL -> median generated {g:7.1f} mL"
+              + "".join(f", on the {name} grid {curve[i]:7.1f} mL" for name, curve in by_grid.items()))
     print(f"wrote {Path(args.model) / CALIBRATION_FILE} (guidance {args.guidance:g}); the card checksums it")
 
 
@@ -611,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "fine: 1.67 x 1.53 x 1.67 mm, with --ae-channels 16 32 64 128 to compress x8)")
             a.add_argument("--ae-channels", type=A.count, nargs="+", metavar="C",
                            help="channels per autoencoder level of a new run (default 16 32 64: x4 compression)")
-            a.add_argument("--spectral-weight", type=A.non_negative, default=0.0,
-                           help="weight of the FFT-magnitude loss that keeps texture (MONAI JukeboxLoss; default 0)")
+            a.add_argument("--spectral-weight", type=A.non_negative,
+                           help="weight of the FFT-magnitude loss that keeps texture (MONAI JukeboxLoss), kept in the "
+                                "checkpoint (default: the run's, 0 for a new run)")
         if stage == "ldm":
             a.add_argument("--ae-run", required=True, help="run folder of the trained autoencoder")
         if stage == "decoder":
@@ -712,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     c.add_argument("--data", nargs="*", help="corpus folders the model was trained on: also fit the label offsets "
                                              "(else the present ones are kept)")
+    c.add_argument("--grids", nargs="+", choices=sorted(GRIDS), default=[],
+                   help="grids of the model grid's field of view that get volume curves of their own (such as fine, "
+                        "the grid of pairs from a fine image generator)")
     c.set_defaults(func=cmd_calibrate_mask)
 
     s = sub.add_parser("synth", help="synthesize with the shipped generators")

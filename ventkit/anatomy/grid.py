@@ -40,6 +40,10 @@ class Grid:
     def extent_mm(self) -> np.ndarray:
         return np.array(self.shape) * np.array(self.spacing)
 
+    def matches(self, other: "Grid") -> bool:
+        """The same voxel counts and (to 1e-6 mm) the same voxel size."""
+        return tuple(self.shape) == tuple(other.shape) and np.allclose(self.spacing, other.spacing, rtol=0, atol=1e-6)
+
     def affine(self, center_ras: Sequence[float]) -> np.ndarray:
         """Voxel-to-RAS affine of this grid with its centre at `center_ras`."""
         aff = np.diag([*self.spacing, 1.0])

@@ -109,11 +109,17 @@ def draw_maps(autoencoder, unet, cfg: MaskModelConfig, scale_factor: float, sett
     """(n, X, Y, Z) label ids of `draw_scores`'s maps, after adding the per-label `offsets` (see
     `fit_label_offsets`) to the scores. With `settings.out_shape` (the model grid's field of view at a finer
     voxel size), the scores are interpolated to it before the argmax, so boundaries are smooth, not blocky."""
-    logits = draw_scores(autoencoder, unet, cfg, scale_factor, settings, device)
+    return scores_to_maps(draw_scores(autoencoder, unet, cfg, scale_factor, settings, device), offsets,
+                          settings.out_shape)
+
+
+def scores_to_maps(logits: torch.Tensor, offsets: np.ndarray | None = None,
+                   out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """(n, X, Y, Z) label ids of `draw_scores`'s (n, 33, ...) scores plus the per-label `offsets`, the
+    scores interpolated (trilinear) to `out_shape` before the argmax when it is not the model grid's."""
     if offsets is not None:
         logits = logits + torch.as_tensor(offsets, dtype=logits.dtype, device=logits.device)[:, None, None, None]
-    out_shape = settings.out_shape
-    if out_shape is not None and out_shape != tuple(logits.shape[2:]):
+    if out_shape is not None and tuple(out_shape) != tuple(logits.shape[2:]):
         return np.stack([to_label_ids(torch.nn.functional.interpolate(x[None].float(), size=out_shape,
                                                                       mode="trilinear"))[0] for x in logits])
     return to_label_ids(logits)
@@ -133,14 +139,18 @@ class MaskGenerator(LoadedGenerator):
                 raise WeightsError(f"{folder / CALIBRATION_FILE}: fitted for other weights")
             self.label_offsets = label_offsets(self.calibration)
 
-    def condition_ml(self, volume_ml: float, guidance: float) -> float:
+    def condition_ml(self, volume_ml: float, guidance: float, grid: Grid | None = None) -> float:
         """The volume to condition on so that the drawn maps' median ventricle volume is `volume_ml`:
-        the calibration curve inverted (log-linear between its points) at the guidance it was fitted for;
-        `volume_ml` itself without a calibration or at another guidance."""
+        the calibration curve inverted (log-linear between its points) at the guidance it was fitted for,
+        the curve of the named grid equal to `grid` where the calibration has one (`generated_ml_by_grid`),
+        else the model grid's; `volume_ml` itself without a calibration or at another guidance."""
         cal = self.calibration
         if cal is None or guidance != cal["guidance"]:
             return volume_ml
         generated = np.log(cal["generated_ml"])
+        for name, curve in cal.get("generated_ml_by_grid", {}).items():
+            if grid is not None and name in GRIDS and GRIDS[name].matches(grid):
+                generated = np.log(curve)
         generated = np.maximum.accumulate(generated) + 1e-6 * np.arange(len(generated))  # monotone for interp
         return float(np.exp(np.interp(np.log(volume_ml), generated, np.log(cal["condition_ml"]))))
 
@@ -181,7 +191,7 @@ class MaskGenerator(LoadedGenerator):
         elif spacing_mm is not None or not np.allclose(grid.extent_mm, self.grid.extent_mm, rtol=0.01):
             raise InputError("grid", f"{grid.shape} voxels of {grid.spacing} mm: give a grid with the model grid's "
                                      f"field of view ({self.grid.extent_mm} mm), or spacing_mm, not both")
-        condition = self.condition_ml(volume_ml, guidance) if calibrated else volume_ml
+        condition = self.condition_ml(volume_ml, guidance, grid) if calibrated else volume_ml
         settings = DrawSettings(condition, guidance, steps, n=n, seed=seed, out_shape=grid.shape)
         maps = draw_maps(self.autoencoder, self.unet, self.cfg, self.scale_factor, settings, self.device,
                          self.label_offsets)

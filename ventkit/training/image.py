@@ -61,16 +61,20 @@ def run_image_config(run_dir, requested: ImageModelConfig | None = None) -> Imag
 
 def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: ImageModelConfig = ImageModelConfig(),
                    batch_size: int = 2, lr: float = 3e-4, device: str = "auto", seed: int = 0,
-                   patch: tuple[int, int, int] | None = AE_PATCH, spectral_weight: float = 0.0) -> int:
+                   patch: tuple[int, int, int] | None = AE_PATCH, spectral_weight: float | None = None) -> int:
     """Train the SPADE autoencoder (L1 reconstruction + small KL, and with `spectral_weight` MONAI's
     `JukeboxLoss`: the FFT magnitudes of each patch matched, so that the reconstruction keeps the input's
     texture and noise power, not only its mean) until the step or time budget, on brain-centred `patch`es
     (the networks are fully convolutional: a 32-voxel cube costs a third of a whole 48 x 64 x 48 map) or,
-    with `patch=None`, on whole maps."""
+    with `patch=None`, on whole maps. The weight is kept in the checkpoint: None goes on with the run's
+    (0 for a new run), a number sets it from here on."""
     from monai.losses import JukeboxLoss
 
     if not data.images:
         raise ValueError("the image autoencoder needs a MaskDataset read with images=True")
+    run = Run(run_dir)
+    if spectral_weight is None:
+        spectral_weight = float((run.load() or {}).get("spectral_weight", 0.0))
     if not (np.isfinite(spectral_weight) and spectral_weight >= 0):
         raise InputError("spectral weight", f"a finite number >= 0, not {spectral_weight}")
     spectral = JukeboxLoss(spatial_dims=3)
@@ -78,7 +82,6 @@ def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: Imag
     torch.manual_seed(seed)
     ae = build_image_autoencoder(cfg).to(device)
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
-    run = Run(run_dir)
     def step(i: int) -> dict:
         rng = np.random.default_rng([seed, i])  # resumed runs go on, not repeat
         idx = rng.integers(len(data), size=batch_size)
@@ -106,7 +109,7 @@ def train_image_ae(data: MaskDataset, run_dir, settings: LoopSettings, cfg: Imag
                      title=f"image autoencoder reconstruction, step {i}")
 
     return train_loop(run, {"autoencoder": ae}, {"autoencoder": opt}, step, settings,
-                      {"config": cfg.to_dict(), "stage": "image-ae"}, preview)
+                      {"config": cfg.to_dict(), "stage": "image-ae", "spectral_weight": spectral_weight}, preview)
 
 
 def appearance_variants(images: list[np.ndarray], variants: int, seed: int = 0):

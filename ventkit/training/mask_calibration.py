@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..io import write_text
+from ..anatomy.grid import GRIDS
+from ..errors import InputError
+from ..io import Volume, write_text
 from ..labels import SEGMENTATION_IDS
 from ..models import write_card
-from ..synthesis.mask_generator import CALIBRATION_FILE, DrawSettings, MaskGenerator, draw_scores, label_offsets
+from ..synthesis.mask_generator import (CALIBRATION_FILE, DrawSettings, MaskGenerator, draw_scores, label_offsets,
+                                        scores_to_maps)
 from ..synthesis.weights import WEIGHTS_FILE
 from .mask_data import MaskDataset
 
@@ -73,7 +77,7 @@ def fit_label_offsets(gen: MaskGenerator, maps: list[np.ndarray], volumes_ml: li
 
 
 def calibrate(folder: str | Path, seeds: int = 8, points: int = 8, guidance: float = 3.0, steps: int = 50,
-              device: str = "auto", data: list | None = None) -> dict:
+              device: str = "auto", data: list | None = None, grids: Sequence[str] = ()) -> dict:
     """Fit the sampling calibration of the generator in `folder` and store it there (checksummed by the card).
 
     With `data` (corpus folders the model was trained on), first the label offsets (`fit_label_offsets`);
@@ -81,8 +85,16 @@ def calibrate(folder: str | Path, seeds: int = 8, points: int = 8, guidance: flo
     conditions log-spaced over the trained range, `seeds` maps each (seeds from `CALIBRATION_SEED`); the
     median ventricle volume drawn per condition is the curve `MaskGenerator.condition_ml` inverts. A
     diffusion model's maps follow its condition monotonically but not one to one (a model trained for a
-    few thousand steps shrinks or widens the range); the curve corrects that without retraining."""
+    few thousand steps shrinks or widens the range); the curve corrects that without retraining.
+
+    `grids` (names in GRIDS with the model grid's field of view) get curves of their own from the same draws,
+    the scores interpolated there as `MaskGenerator.sample(grid=)` does (`generated_ml_by_grid`): the
+    argmax of interpolated scores draws thin structures a few percent smaller than the model grid's."""
     gen = MaskGenerator(folder, device)
+    same_view = [n for n, g in GRIDS.items() if np.allclose(g.extent_mm, gen.grid.extent_mm, rtol=0.01)]
+    if set(grids) - set(same_view):
+        raise InputError("grids", f"{', '.join(sorted(set(grids) - set(same_view)))}: give grids of the model "
+                                  f"grid's field of view ({', '.join(same_view)})")
     calibration = {"weights_sha256": gen.card["files"][WEIGHTS_FILE]}
     if data:
         corpus = MaskDataset(data, gen.cfg.grid)
@@ -92,11 +104,20 @@ def calibrate(folder: str | Path, seeds: int = 8, points: int = 8, guidance: flo
         calibration.update({k: v for k, v in gen.calibration.items() if k.startswith("label_offset")})
     lo, hi = gen.cfg.volume_range_ml
     conditions = np.geomspace(lo, hi, points)
-    generated = [float(np.median([gen.ventricle_ml(m) for m in gen.sample(
-        c, n=seeds, seed=CALIBRATION_SEED, guidance=guidance, steps=steps, calibrated=False)])) for c in conditions]
+    on = {"model": gen.grid, **{name: GRIDS[name] for name in grids}}
+    generated = {name: [] for name in on}
+    for c in conditions:
+        scores = draw_scores(gen.autoencoder, gen.unet, gen.cfg, gen.scale_factor,
+                             DrawSettings(float(c), guidance, steps, n=seeds, seed=CALIBRATION_SEED), gen.device)
+        for name, grid in on.items():
+            maps = scores_to_maps(scores, gen.label_offsets, grid.shape)
+            generated[name].append(float(np.median([gen.ventricle_ml(Volume(m, grid.affine((0, 0, 0))))
+                                                    for m in maps])))
     calibration.update({"guidance": guidance, "ddim_steps": steps, "seeds": [CALIBRATION_SEED, CALIBRATION_SEED + seeds - 1],
                         "condition_ml": [round(float(c), 3) for c in conditions],
-                        "generated_ml": [round(g, 3) for g in generated]})
+                        "generated_ml": [round(g, 3) for g in generated.pop("model")]})
+    if generated:
+        calibration["generated_ml_by_grid"] = {name: [round(g, 3) for g in curve] for name, curve in generated.items()}
     write_text(Path(folder) / CALIBRATION_FILE, json.dumps(calibration, indent=1))
     card = {k: v for k, v in gen.card.items() if k != "files"}
     write_card(folder, card, [WEIGHTS_FILE, CALIBRATION_FILE])
