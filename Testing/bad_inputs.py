@@ -198,6 +198,11 @@ CASES: list[Case] = [
                                                 "--name", "X", "--epochs", "0"], "at least 1"),
     Case("train image-ae --spectral-weight -1", lambda i: ["train", "image-ae", "--data", str(i.root), "--run",
                                                            str(i.out), "--spectral-weight", "-1"], "0 or more"),
+    Case("train export-segment --average of a missing checkpoint",
+         lambda i: ["train", "export-segment", "--run", str(i.root), "--out", str(i.out), "--name", "X",
+                    "--average", str(i.root / "snapshot.pth")], "no such file"),
+    Case("train calibrate-mask --grids of another field of view",
+         lambda i: ["train", "calibrate-mask", "--model", str(i.root), "--grids", "nowhere"], "invalid choice"),
 ]
 
 # inputs that must work, with a warning on stderr that says what is odd about them

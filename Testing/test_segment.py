@@ -289,6 +289,35 @@ def test_export_puts_this_models_metrics_in_its_card(tiny_model, tmp_path):
     assert main([*args[:-1], "absent", "--metrics", str(evaluation)]) == 2
 
 
+def test_export_can_ship_the_mean_of_snapshots_of_one_run(tiny_model, tmp_path):
+    import torch
+
+    from ventkit.training.segmenter import averaged_weights
+
+    final = next((tiny_model.parent / "run").rglob("checkpoint_final.pth"))
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    weights = ckpt["network_weights"]
+    snapshot = tmp_path / "snapshot.pth"  # the same network, 0.5 added to every weight (aliases stay aliases)
+    shifted = {}
+    for k, v in weights.items():
+        shifted[k] = next((shifted[j] for j, w in weights.items() if j in shifted and w.data_ptr() == v.data_ptr()),
+                          v + 0.5 if v.is_floating_point() else v)
+    torch.save({**ckpt, "network_weights": shifted, "current_epoch": 0}, snapshot)
+    out = tmp_path / "model"
+    args = ["train", "export-segment", "--run", str(tiny_model.parent / "run"), "--out", str(out), "--name", "avg"]
+    assert main([*args, "--average", str(snapshot)]) == 0
+    shipped = torch.load(out / MODEL_FILES[2], map_location="cpu", weights_only=False)["network_weights"]
+    key = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.allclose(shipped[key].float(), weights[key] + 0.25, atol=2e-3)
+    assert len({v.data_ptr() for v in shipped.values()}) == len({v.data_ptr() for v in weights.values()})
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["weights_averaged_over_epochs"] == [0, ckpt["current_epoch"]]
+    torch.save({**ckpt, "network_weights": {k: v for k, v in weights.items() if k != key}}, snapshot)
+    with pytest.raises(InputError, match="average checkpoints of one run"):
+        averaged_weights([final, snapshot])
+    assert main([*args, "--average", str(tmp_path / "absent.pth")]) == 2
+
+
 def test_exported_checkpoint_has_its_card_beside_it(tiny_model):
     from ventkit.models import verified_model
 

@@ -107,6 +107,13 @@ def scan(text: str) -> str:
     return text
 
 
+def existing_file(text: str) -> str:
+    """A file that exists."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return text
+
+
 def model_folder(text: str) -> str:
     """An existing folder (a trained model's, or one of scans)."""
     if not Path(text).is_dir():

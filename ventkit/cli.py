@@ -413,7 +413,7 @@ def cmd_export_segment(args) -> None:
 
     card = {"name": args.name, "training_data": args.data_note, "limitations": args.limitations,
             **_card_metrics(args.metrics, args.name)}
-    out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished)
+    out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished, average=args.average)
     print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
 
 
@@ -672,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
     x.add_argument("--limitations", default="", help="what the model does not do well, for the model card")
     x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
+    x.add_argument("--average", nargs="+", type=A.existing_file, default=[], metavar="CHECKPOINT",
+                   help="earlier checkpoints of the run (snapshots of checkpoint_latest.pth): ship the mean of "
+                        "their weights and the run's")
     x.add_argument("--metrics", nargs="*", help="metrics.json of `ventkit evaluate` and/or the --json of "
                                                 "bench/real_mri.py; this model's entries go into the card")
     x.set_defaults(func=cmd_export_segment)

@@ -370,9 +370,39 @@ def half_shared(state: dict) -> dict:
     return out
 
 
-def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False) -> Path:
+def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
+    """The mean of the network weights of checkpoints of one run (aliased entries stay aliased), and the
+    epoch of each: snapshots late in a schedule, averaged (stochastic weight averaging), vary less from one
+    epoch to the next than any one of them."""
+    states, epochs = [], []
+    for path in paths:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
+            raise InputError(path, "is not an nnU-Net checkpoint (no network_weights)")
+        states.append(ckpt["network_weights"])
+        epochs.append(int(ckpt.get("current_epoch", -1)))
+    first = states[0]
+    for path, state in zip(paths[1:], states[1:]):
+        if state.keys() != first.keys() or any(state[k].shape != v.shape for k, v in first.items()):
+            raise InputError(path, f"holds another network than {paths[0]}: average checkpoints of one run")
+    done: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for k, v in first.items():
+        if v.is_floating_point():
+            key = (v.data_ptr(), v.shape, v.stride())
+            if key not in done:
+                done[key] = torch.stack([state[k].float() for state in states]).mean(0).to(v.dtype)
+            v = done[key]
+        out[k] = v
+    return out, epochs
+
+
+def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False,
+                     average: list[str | Path] = ()) -> Path:
     """Ship a trained run: nnU-Net's folder layout, fp16 weights, no optimizer state, a model card in the
-    model folder (sha256 of every file) and beside the checkpoint (its sha256)."""
+    model folder (sha256 of every file) and beside the checkpoint (its sha256). With `average` (earlier
+    checkpoints of the run, e.g. snapshots of checkpoint_latest.pth), the weights shipped are the mean of
+    those and the run's checkpoint (`averaged_weights`), and the card lists their epochs."""
     run, out_dir = Path(run), Path(out_dir)
     prepared = json.loads((run / "prepared.json").read_text())
     results = result_folder(run, prepared["dataset"])
@@ -384,9 +414,11 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
                                   "to ship checkpoint_latest.pth")
         src = fold_dir / "checkpoint_latest.pth"
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    weights, averaged_epochs = (averaged_weights([src, *map(Path, average)]) if average
+                                else (ckpt["network_weights"], []))
     (out_dir / f"fold_{FOLD}").mkdir(parents=True, exist_ok=True)
     stripped = {
-        "network_weights": half_shared(ckpt["network_weights"]),
+        "network_weights": half_shared(weights),
         "trainer_name": nnUNetTrainer.__name__,  # same network; lets stock nnUNetv2_predict load it
         "init_args": {"configuration": CONFIGURATION, "fold": FOLD},
         "inference_allowed_mirroring_axes": ckpt.get("inference_allowed_mirroring_axes"),
@@ -408,6 +440,7 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
             "training": {"epochs": ckpt["current_epoch"], "iterations_per_epoch": settings["iterations"],
                          "trainer": nnUNetTrainerVentkit.__name__, "sources": prepared["sources"],
                          "initialised_from": settings.get("init_from"),
+                         **({"weights_averaged_over_epochs": sorted(averaged_epochs)} if average else {}),
                          "final_train_loss": float(np.round(log["train_losses"][-1], 4))
                          if log.get("train_losses") else None,
                          "final_pseudo_dice": [float(np.round(x, 4)) for x in log["dice_per_class_or_region"][-1]]
