@@ -356,18 +356,24 @@ def start_from(network: torch.nn.Module, checkpoint: str | Path) -> None:
         raise InputError(checkpoint, f"cannot start from these weights ({type(exc).__name__}: {exc})") from exc
 
 
-def half_shared(state: dict) -> dict:
-    """fp16 copy of a state dict that keeps aliased entries aliased (nnU-Net's U-Net lists each conv 3 times)."""
+def map_shared(state: dict, fn) -> dict:
+    """A copy of a state dict with `fn(key, tensor)` applied to each floating-point tensor once, aliased
+    entries kept aliased (nnU-Net's U-Net lists each conv 3 times)."""
     done: dict[tuple, torch.Tensor] = {}
     out = {}
     for k, v in state.items():
         if v.is_floating_point():
             key = (v.data_ptr(), v.shape, v.stride())
             if key not in done:
-                done[key] = v.half()
+                done[key] = fn(k, v)
             v = done[key]
         out[k] = v
     return out
+
+
+def half_shared(state: dict) -> dict:
+    """fp16 copy of a state dict that keeps aliased entries aliased."""
+    return map_shared(state, lambda _, v: v.half())
 
 
 def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
@@ -385,16 +391,8 @@ def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
     for path, state in zip(paths[1:], states[1:]):
         if state.keys() != first.keys() or any(state[k].shape != v.shape for k, v in first.items()):
             raise InputError(path, f"holds another network than {paths[0]}: average checkpoints of one run")
-    done: dict[tuple, torch.Tensor] = {}
-    out = {}
-    for k, v in first.items():
-        if v.is_floating_point():
-            key = (v.data_ptr(), v.shape, v.stride())
-            if key not in done:
-                done[key] = torch.stack([state[k].float() for state in states]).mean(0).to(v.dtype)
-            v = done[key]
-        out[k] = v
-    return out, epochs
+    mean = map_shared(first, lambda k, v: torch.stack([state[k].float() for state in states]).mean(0).to(v.dtype))
+    return mean, epochs
 
 
 def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False,
