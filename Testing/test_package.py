@@ -69,3 +69,18 @@ def test_slicer_modules_use_the_public_api_only():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ventkit"):
                 assert not [a.name for a in node.names if a.name.startswith("_")], f"{path}: {node.module}"
+
+
+def test_the_python_version_checked_at_load_is_the_one_the_package_declares(monkeypatch):
+    import tomllib
+
+    import pytest
+
+    from ventkit import requirements
+
+    declared = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert declared == ">=" + ".".join(map(str, requirements.MIN_PYTHON))
+    requirements.check_python()
+    monkeypatch.setattr(requirements, "MIN_PYTHON", (sys.version_info.major, sys.version_info.minor + 1))
+    with pytest.raises(RuntimeError, match="use Slicer 5.8 or later"):
+        requirements.check_python()

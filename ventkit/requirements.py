@@ -21,7 +21,7 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 EXTRAS = ("models",)
-MIN_PYTHON = (3, 10)  # nnU-Net v2's own requirement; Slicer 5.8 and later ship Python 3.12
+MIN_PYTHON = (3, 11)  # tomllib reads pyproject.toml (nnU-Net v2 needs 3.10); Slicer 5.8 and later ship 3.12
 
 
 def _project() -> dict:
@@ -86,7 +86,7 @@ def pip_commands(torch_spec: str | None = None) -> list[list[str]]:
 
 def check_python() -> None:
     if sys.version_info < MIN_PYTHON:
-        raise RuntimeError(f"ventkit needs Python {'.'.join(map(str, MIN_PYTHON))} or later (nnU-Net v2); this is "
+        raise RuntimeError(f"ventkit needs Python {'.'.join(map(str, MIN_PYTHON))} or later; this is "
                            f"{sys.version.split()[0]}: use Slicer 5.8 or later")
 
 
