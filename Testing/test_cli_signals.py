@@ -82,3 +82,21 @@ def test_child_job_reports_the_childs_progress_and_log(tmp_path):
     plain = ChildJob([[sys.executable, "-c", "print('no bar')"]], tmp_path / "plain")
     plain.wait()
     assert plain.progress() is None and plain.tail().startswith("no bar")
+
+
+def test_cancel_when_the_group_ends_between_the_check_and_the_signal(tmp_path, monkeypatch):
+    import subprocess
+
+    from ventkit import jobs
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    real_killpg = os.killpg
+
+    def gone_meanwhile(pid, sig):  # the group ends just before the signal would reach it
+        real_killpg(pid, signal.SIGKILL)
+        process.wait()
+        raise ProcessLookupError
+
+    monkeypatch.setattr(jobs.os, "killpg", gone_meanwhile)
+    jobs.terminate_tree(process, grace_s=1)
+    assert process.poll() is not None

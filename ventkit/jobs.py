@@ -120,15 +120,21 @@ def terminate_tree(process: subprocess.Popen, grace_s: float = 30.0) -> None:
     """Ask every process of `process`'s group to stop (SIGTERM; CTRL_BREAK on Windows), wait up to `grace_s`
     for all of them to unwind, then kill what is left (SIGKILL to the group; `taskkill /T` on Windows)."""
     if process.poll() is None or (POSIX and _group_alive(process.pid)):
-        if POSIX:
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
-            process.send_signal(signal.CTRL_BREAK_EVENT)
+        try:
+            if POSIX:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.send_signal(signal.CTRL_BREAK_EVENT)
+        except ProcessLookupError:  # the whole group ended in between
+            pass
     deadline = time.time() + grace_s
     while time.time() < deadline and (process.poll() is None or (POSIX and _group_alive(process.pid))):
         time.sleep(0.1)
     if POSIX and _group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     elif not POSIX and process.poll() is None:
         subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
     process.wait()
