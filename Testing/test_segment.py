@@ -315,6 +315,9 @@ def test_export_can_ship_the_mean_of_snapshots_of_one_run(tiny_model, tmp_path):
     torch.save({**ckpt, "network_weights": {k: v for k, v in weights.items() if k != key}}, snapshot)
     with pytest.raises(InputError, match="average checkpoints of one run"):
         averaged_weights([final, snapshot])
+    snapshot.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read it as a checkpoint"):
+        averaged_weights([final, snapshot])
     assert main([*args, "--average", str(tmp_path / "absent.pth")]) == 2
 
 

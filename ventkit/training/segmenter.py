@@ -378,11 +378,13 @@ def half_shared(state: dict) -> dict:
 
 def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
     """The mean of the network weights of checkpoints of one run (aliased entries stay aliased), and the
-    epoch of each: snapshots late in a schedule, averaged (stochastic weight averaging), vary less from one
-    epoch to the next than any one of them."""
+    epoch of each: snapshots taken late in a schedule, averaged as in stochastic weight averaging."""
     states, epochs = [], []
     for path in paths:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise InputError(path, f"cannot read it as a checkpoint ({type(exc).__name__}: {exc})") from exc
         if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
             raise InputError(path, "is not an nnU-Net checkpoint (no network_weights)")
         states.append(ckpt["network_weights"])
