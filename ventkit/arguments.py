@@ -1,7 +1,8 @@
 """Argument types for the command line: every value is checked when it is parsed, before any work starts.
 
-Each function takes the argument's text and returns its value, or raises `argparse.ArgumentTypeError`
-with the reason (argparse then prints `ventkit <command>: error: argument --x: reason` and exits 2).
+Each type function takes the argument's text and returns its value, or raises `argparse.ArgumentTypeError`
+with the reason (argparse then prints `ventkit <command>: error: argument --x: reason` and exits 2);
+`add_device` adds the option of every command that runs a network.
 """
 from __future__ import annotations
 
@@ -120,6 +121,11 @@ def model_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
     return text
 
+
+def add_device(parser: argparse.ArgumentParser, context: str = "") -> None:
+    """`--device`, resolved by `models.choose_device` (a missing GPU is refused there, before any work)."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help=f"{context}auto (a CUDA GPU when one is usable, else the CPU), cpu or cuda")
 
 def _int(text: str) -> int:
     try:
