@@ -201,6 +201,9 @@ CASES: list[Case] = [
     Case("train export-segment --average of a missing checkpoint",
          lambda i: ["train", "export-segment", "--run", str(i.root), "--out", str(i.out), "--name", "X",
                     "--average", str(i.root / "snapshot.pth")], "no such file"),
+    Case("train export-segment --checkpoint of a missing snapshot",
+         lambda i: ["train", "export-segment", "--run", str(i.root), "--out", str(i.out), "--name", "X",
+                    "--checkpoint", str(i.root / "snapshot.pth")], "no such file"),
     Case("train calibrate-mask --grids of another field of view",
          lambda i: ["train", "calibrate-mask", "--model", str(i.root), "--grids", "nowhere"], "invalid choice"),
 ]

@@ -321,6 +321,31 @@ def test_export_can_ship_the_mean_of_snapshots_of_one_run(tiny_model, tmp_path):
     assert main([*args, "--average", str(tmp_path / "absent.pth")]) == 2
 
 
+def test_export_can_ship_a_snapshot_of_the_run_and_refuses_another_runs(tiny_model, tmp_path, capsys):
+    import torch
+
+    final = next((tiny_model.parent / "run").rglob("checkpoint_final.pth"))
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    key = next(k for k, v in ckpt["network_weights"].items() if v.is_floating_point() and v.numel() > 1)
+    snapshot = tmp_path / "snapshot.pth"
+    torch.save({**ckpt, "current_epoch": 0,
+                "network_weights": {**ckpt["network_weights"], key: ckpt["network_weights"][key] + 0.5}}, snapshot)
+    out = tmp_path / "model"
+    args = ["train", "export-segment", "--run", str(tiny_model.parent / "run"), "--out", str(out), "--name", "snap"]
+    assert main([*args, "--checkpoint", str(snapshot)]) == 0
+    shipped = torch.load(out / MODEL_FILES[2], map_location="cpu", weights_only=False)
+    assert torch.allclose(shipped["network_weights"][key].float(), ckpt["network_weights"][key] + 0.5, atol=2e-3)
+    assert json.loads((out / "model_card.json").read_text())["training"]["epochs"] == 0
+    plans = ckpt["init_args"]["plans"]
+    torch.save({**ckpt, "init_args": {**ckpt["init_args"], "plans": {**plans, "dataset_name": "Dataset999_Other"}}},
+               snapshot)
+    other = tmp_path / "other"
+    capsys.readouterr()
+    assert main([*args[:4], "--out", str(other), *args[6:], "--checkpoint", str(snapshot)]) == 2
+    assert "is not a checkpoint of the run" in capsys.readouterr().err
+    assert not other.exists()
+
+
 def test_exported_checkpoint_has_its_card_beside_it(tiny_model):
     from ventkit.models import verified_model
 

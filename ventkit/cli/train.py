@@ -218,7 +218,8 @@ def cmd_export_segment(args) -> None:
 
     card = {"name": args.name, "training_data": args.data_note, "limitations": args.limitations,
             **_card_metrics(args.metrics, args.name)}
-    out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished, average=args.average)
+    out = export_segmenter(args.run, args.out, card, allow_unfinished=args.allow_unfinished, average=args.average,
+                           checkpoint=args.checkpoint)
     print(f"wrote {out} (nnU-Net layout, fp16 weights, model card)")
 
 
@@ -309,9 +310,12 @@ def add_commands(sub) -> None:
     x.add_argument("--data-note", default="", help="what the model was trained on, for the model card")
     x.add_argument("--limitations", default="", help="what the model does not do well, for the model card")
     x.add_argument("--allow-unfinished", action="store_true", help="ship checkpoint_latest.pth")
+    x.add_argument("--checkpoint", type=A.existing_file,
+                   help="ship this checkpoint of the run instead of its final one (a snapshot of "
+                        "checkpoint_latest.pth, e.g. to score a run that is still training)")
     x.add_argument("--average", nargs="+", type=A.existing_file, default=[], metavar="CHECKPOINT",
                    help="earlier checkpoints of the run (snapshots of checkpoint_latest.pth): ship the mean of "
-                        "their weights and the run's")
+                        "their weights and the shipped checkpoint's")
     x.add_argument("--metrics", nargs="*", help="metrics.json of `ventkit evaluate` and/or the --json of "
                                                 "bench/real_mri.py; this model's entries go into the card")
     x.set_defaults(func=cmd_export_segment)

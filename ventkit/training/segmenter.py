@@ -376,17 +376,23 @@ def half_shared(state: dict) -> dict:
     return map_shared(state, lambda _, v: v.half())
 
 
+def read_checkpoint(path: Path) -> dict:
+    """An nnU-Net training checkpoint, or InputError naming why `path` is not one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise InputError(path, f"cannot read it as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
+        raise InputError(path, "is not an nnU-Net checkpoint (no network_weights)")
+    return ckpt
+
+
 def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
     """The mean of the network weights of checkpoints of one run (aliased entries stay aliased), and the
     epoch of each: snapshots taken late in a schedule, averaged as in stochastic weight averaging."""
     states, epochs = [], []
     for path in paths:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            raise InputError(path, f"cannot read it as a checkpoint ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
-            raise InputError(path, "is not an nnU-Net checkpoint (no network_weights)")
+        ckpt = read_checkpoint(path)
         states.append(ckpt["network_weights"])
         epochs.append(int(ckpt.get("current_epoch", -1)))
     first = states[0]
@@ -398,22 +404,29 @@ def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
 
 
 def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unfinished: bool = False,
-                     average: list[str | Path] = ()) -> Path:
+                     average: list[str | Path] = (), checkpoint: str | Path | None = None) -> Path:
     """Ship a trained run: nnU-Net's folder layout, fp16 weights, no optimizer state, a model card in the
-    model folder (sha256 of every file) and beside the checkpoint (its sha256). With `average` (earlier
-    checkpoints of the run, e.g. snapshots of checkpoint_latest.pth), the weights shipped are the mean of
-    those and the run's checkpoint (`averaged_weights`), and the card lists their epochs."""
+    model folder (sha256 of every file) and beside the checkpoint (its sha256). `checkpoint` ships a
+    checkpoint of the run other than its final one (a snapshot of checkpoint_latest.pth, which a running
+    training may be rewriting). With `average` (earlier checkpoints of the run), the weights shipped are
+    the mean of those and the shipped checkpoint's (`averaged_weights`), and the card lists their epochs."""
     run, out_dir = Path(run), Path(out_dir)
     prepared = json.loads((run / "prepared.json").read_text())
     results = result_folder(run, prepared["dataset"])
     fold_dir = results / f"fold_{FOLD}"
-    src = fold_dir / CHECKPOINT
-    if not src.is_file():
+    src = Path(checkpoint) if checkpoint else fold_dir / CHECKPOINT
+    if checkpoint is None and not src.is_file():
         if not allow_unfinished:
             raise InputError(run, "training has not finished (no checkpoint_final.pth); pass --allow-unfinished "
                                   "to ship checkpoint_latest.pth")
         src = fold_dir / "checkpoint_latest.pth"
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(src)
+    run_plans = json.loads((results / "plans.json").read_text())
+    ckpt_plans = ckpt.get("init_args", {}).get("plans", {})
+    if ckpt_plans.get("dataset_name") != run_plans["dataset_name"] or (
+            ckpt_plans.get("configurations", {}).get(CONFIGURATION, {}).get("architecture")
+            != run_plans["configurations"][CONFIGURATION]["architecture"]):
+        raise InputError(src, f"is not a checkpoint of the run {run} (another dataset or network)")
     weights, averaged_epochs = (averaged_weights([src, *map(Path, average)]) if average
                                 else (ckpt["network_weights"], []))
     (out_dir / f"fold_{FOLD}").mkdir(parents=True, exist_ok=True)
@@ -428,7 +441,7 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
         torch.save(stripped, tmp)
     for f in MODEL_FILES[:2]:
         write_text(out_dir / f, (results / f).read_text())
-    plans = json.loads((results / "plans.json").read_text())["configurations"][CONFIGURATION]
+    plans = run_plans["configurations"][CONFIGURATION]
     log = ckpt["logging"]
     settings = json.loads((run / "settings.json").read_text())
     # nnU-Net's U-Net reaches each conv by several names: count every tensor once
