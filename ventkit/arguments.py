@@ -127,6 +127,7 @@ def add_device(parser: argparse.ArgumentParser, context: str = "") -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help=f"{context}auto (a CUDA GPU when one is usable, else the CPU), cpu or cuda")
 
+
 def _int(text: str) -> int:
     try:
         return int(text)
