@@ -204,6 +204,11 @@ CASES: list[Case] = [
     Case("train export-segment --checkpoint of a missing snapshot",
          lambda i: ["train", "export-segment", "--run", str(i.root), "--out", str(i.out), "--name", "X",
                     "--checkpoint", str(i.root / "snapshot.pth")], "no such file"),
+    Case("train slim-segment of a folder that is no run",
+         lambda i: ["train", "slim-segment", "--run", str(i.root), "--out", str(i.out)], "not a segmenter run"),
+    Case("train segment --resume-from a folder without a card",
+         lambda i: ["train", "segment", "--data", str(i.root), "--run", str(i.out), "--name", "X",
+                    "--resume-from", str(i.root)], "model card not found"),
     Case("train calibrate-mask --grids of another field of view",
          lambda i: ["train", "calibrate-mask", "--model", str(i.root), "--grids", "nowhere"], "invalid choice"),
 ]

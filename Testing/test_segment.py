@@ -546,3 +546,45 @@ def test_nothing_is_ventricle_in_the_zero_fill_of_a_resliced_scan(scan, segmente
     affine[:3, 3] -= affine[:3, :3] @ np.full(3, 24.0)
     labels = segmenter.segment(Volume(padded, affine, "padded")).array
     assert not labels[outside_scan(padded)].any()
+
+
+def test_a_run_goes_on_elsewhere_from_its_slim_checkpoint(tmp_path, monkeypatch):
+    """`train slim-segment` carries a stopped run (fp16, no optimizer state, a checked card) to a new run
+    folder, which goes on at its epoch and finishes the schedule; wrong settings or a corrupted file are refused."""
+    import torch
+
+    from ventkit.anatomy.corpus import build_corpus
+    from ventkit.models import WeightsError
+    from ventkit.training.segmenter import SLIM_CHECKPOINT, nnUNetTrainerVentkit, train_segmenter
+
+    data = tmp_path / "Dataset001_Tiny"
+    build_corpus(data, 3, "natural", seed=0, grid="mask", quiet=True)
+    monkeypatch.setattr(nnUNetTrainerVentkit, "_out_of_time", lambda self, _: self.current_epoch >= 1)
+    first = train_segmenter([data], tmp_path / "here", "Tiny", epochs=2, iterations=1, device="cpu")
+    assert (first["finished"], first["epoch"]) == (False, 1)
+    carried = tmp_path / "carried"
+    assert main(["train", "slim-segment", "--run", str(tmp_path / "here"), "--out", str(carried)]) == 0
+    card = json.loads((carried / "model_card.json").read_text())
+    assert (card["epoch"], card["iterations"], card["run_settings"]["epochs"]) == (1, 1, 2)
+    slim = torch.load(carried / SLIM_CHECKPOINT, map_location="cpu", weights_only=False)
+    assert "optimizer_state" not in slim
+    assert all(v.dtype == torch.float16 for v in slim["network_weights"].values() if v.is_floating_point())
+
+    with pytest.raises(InputError, match="was trained with"):
+        train_segmenter([data], tmp_path / "there", "Tiny", epochs=3, iterations=1, device="cpu", resume_from=carried)
+    paused = train_segmenter([data], tmp_path / "there", "Tiny", epochs=2, iterations=1, device="cpu",
+                             resume_from=carried)
+    assert (paused["finished"], paused["epoch"]) == (False, 1)
+    resumed = torch.load(Path(paused["folder"]) / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
+    for k, v in slim["network_weights"].items():
+        torch.testing.assert_close(resumed["network_weights"][k], v.float())
+    monkeypatch.undo()
+    done = train_segmenter([data], tmp_path / "there", "Tiny", epochs=2, iterations=1, device="cpu",
+                           resume_from=carried)
+    assert (done["finished"], done["epoch"]) == (True, 2)
+
+    with open(carried / SLIM_CHECKPOINT, "r+b") as f:
+        f.seek(2000)
+        f.write(b"\0" * 64)
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        train_segmenter([data], tmp_path / "third", "Tiny", epochs=2, iterations=1, device="cpu", resume_from=carried)

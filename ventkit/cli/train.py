@@ -36,6 +36,15 @@ def cmd_train_slim(args) -> None:
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MiB, fp16, no optimizer state)")
 
 
+def cmd_slim_segment(args) -> None:
+    from ..training.segmenter import SLIM_CHECKPOINT, slim_segmenter
+
+    out = slim_segmenter(args.run, args.out)
+    card = json.loads((out / "model_card.json").read_text())
+    print(f"wrote {out / SLIM_CHECKPOINT} ({(out / SLIM_CHECKPOINT).stat().st_size / 2 ** 20:.1f} MiB, epoch "
+          f"{card['epoch']}) and its card; `train segment --resume-from {out}` goes on from it")
+
+
 def cmd_train_generators(args) -> None:
     from ..training.generators import STAGES, train_generators
 
@@ -184,7 +193,7 @@ def cmd_train_segment(args) -> None:
     from ..training.segmenter import train_segmenter
 
     r = train_segmenter(args.data, args.run, args.name, args.minutes, args.epochs, args.iterations, args.device,
-                        args.init_from)
+                        args.init_from, args.resume_from)
     state = "finished" if r["finished"] else "paused (resume with the same command)"
     print(f"segmenter {args.name}: epoch {r['epoch']} of {args.epochs}, {state}; nnU-Net folder {r['folder']}")
 
@@ -302,7 +311,15 @@ def add_commands(sub) -> None:
     g.add_argument("--iterations", type=A.count, default=50, help="iterations per epoch")
     A.add_device(g)
     g.add_argument("--init-from", help="nnU-Net checkpoint to start a new run from (output layers excluded)")
+    g.add_argument("--resume-from", type=A.model_folder,
+                   help="folder of `train slim-segment` (the run on another machine): a run folder without a "
+                        "checkpoint goes on from it, with the same data and settings")
     g.set_defaults(func=cmd_train_segment)
+    k = tsub.add_parser("slim-segment", help="a segmenter run's latest checkpoint in fp16 without optimizer state, "
+                                             "with a card, to resume from on another machine")
+    k.add_argument("--run", required=True, type=A.model_folder)
+    k.add_argument("--out", required=True, type=A.output_folder, help="folder for the checkpoint and its card")
+    k.set_defaults(func=cmd_slim_segment)
     x = tsub.add_parser("export-segment", help="strip and ship a trained segmenter with a model card")
     x.add_argument("--run", required=True, type=A.output_folder)
     x.add_argument("--out", required=True, type=A.output_folder, help="e.g. Resources/Models/ventsegment_augmented")

@@ -45,6 +45,8 @@ CE_WEIGHTS_ANNEAL = (0.6, 0.9)
 FINE_TUNE_CE_WEIGHTS = (1.0, 1.0, 5.0, 2.0, 2.0)
 # initial learning rate of a fine-tune (`init_from`); nnU-Net's 0.01 is for networks trained from scratch
 FINE_TUNE_LR = 0.003
+# the checkpoint of `slim_segmenter`'s folder
+SLIM_CHECKPOINT = "checkpoint_latest.pth"
 
 
 def ce_class_weights(epoch: int, num_epochs: int, peak: tuple[float, ...] = CE_CLASS_WEIGHTS) -> tuple[float, ...]:
@@ -293,22 +295,29 @@ def result_folder(run: Path, dataset_name: str) -> Path:
 
 def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minutes: float = 60.0,
                     epochs: int = 100, iterations: int = 50, device: str = "auto",
-                    init_from: str | Path | None = None) -> dict:
+                    init_from: str | Path | None = None, resume_from: str | Path | None = None) -> dict:
     """Prepare once, then train (resuming from `checkpoint_latest.pth`) until done or out of time.
 
     `init_from`: an nnU-Net checkpoint whose weights start a new run (`start_from`: every weight when it is
     a network of the same plans and classes, e.g. another VentSegment model, else all but its output
     layers); such a run trains at FINE_TUNE_LR with the milder FINE_TUNE_CE_WEIGHTS.
+    `resume_from`: a folder of `slim_segmenter` (another machine's run, same data and settings) that a run
+    folder without a checkpoint of its own goes on from, at its epoch, with a fresh optimizer.
     """
     run = Path(run)
     device = choose_device(device)
     settings_file = run / "settings.json"
     settings = {"name": name, "epochs": epochs, "iterations": iterations}
+    carried = verified_model(resume_from)["run_settings"] if resume_from else None
     if settings_file.is_file():
         saved = json.loads(settings_file.read_text())
         if {k: saved.get(k) for k in settings} != settings:
             raise InputError(run, f"was started with {saved}; resume with the same settings or use a new --run")
         settings = saved  # keeps the weights it started from on record; they matter only to a new run
+    elif carried:
+        if {k: carried.get(k) for k in settings} != settings:
+            raise InputError(resume_from, f"was trained with {carried}; resume with the same settings")
+        settings = carried
     elif init_from:
         settings["init_from"] = str(Path(init_from).resolve())
     init_from = settings.get("init_from")
@@ -324,12 +333,14 @@ def train_segmenter(sources: list[str | Path], run: str | Path, name: str, minut
     latest = fold_dir / "checkpoint_latest.pth"
     if (fold_dir / CHECKPOINT).is_file():
         return {"finished": True, "epoch": epochs, "folder": str(fold_dir)}
-    trainer = make_trainer(run, dataset_name, device, resume=latest.is_file())
+    trainer = make_trainer(run, dataset_name, device, resume=latest.is_file() or bool(carried))
     trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
     trainer.ce_weights = FINE_TUNE_CE_WEIGHTS if init_from else CE_CLASS_WEIGHTS
     trainer.deadline = start + minutes * 60
     if init_from:
         trainer.initial_lr = FINE_TUNE_LR
+    if carried and not latest.is_file():
+        resumable_from_slim(Path(resume_from) / SLIM_CHECKPOINT, trainer, run, latest)
     if latest.is_file():
         trainer.load_checkpoint(str(latest))
     elif init_from:
@@ -387,6 +398,59 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def check_run_checkpoint(ckpt: dict, run: Path, src: Path) -> dict:
+    """The run's nnU-Net plans, after checking that `ckpt` (read from `src`) was trained with them (same
+    dataset and network); InputError otherwise."""
+    dataset = json.loads((run / "prepared.json").read_text())["dataset"]
+    run_plans = json.loads((run / "nnUNet_preprocessed" / dataset / f"{PLANS}.json").read_text())
+    ckpt_plans = ckpt.get("init_args", {}).get("plans", {})
+    if ckpt_plans.get("dataset_name") != run_plans["dataset_name"] or (
+            ckpt_plans.get("configurations", {}).get(CONFIGURATION, {}).get("architecture")
+            != run_plans["configurations"][CONFIGURATION]["architecture"]):
+        raise InputError(src, f"is not a checkpoint of the run {run} (another dataset or network)")
+    return run_plans
+
+
+def slim_segmenter(run: str | Path, out_dir: str | Path) -> Path:
+    """The run's latest (or final) checkpoint without optimizer state, weights in fp16, in `out_dir` with a card
+    (the run's settings, data and epoch; sha256): small enough to commit, so that the run can go on from it
+    on another machine (`train_segmenter(resume_from=out_dir)`, the same data rebuilt there)."""
+    run, out_dir = Path(run), Path(out_dir)
+    if not (run / "prepared.json").is_file():
+        raise InputError(run, "not a segmenter run folder (no prepared.json)")
+    prepared = json.loads((run / "prepared.json").read_text())
+    fold_dir = result_folder(run, prepared["dataset"]) / f"fold_{FOLD}"
+    src = next((p for p in (fold_dir / "checkpoint_latest.pth", fold_dir / CHECKPOINT) if p.is_file()), None)
+    if src is None:
+        raise InputError(run, "has no checkpoint yet")
+    ckpt = read_checkpoint(src)
+    slim = {k: v for k, v in ckpt.items() if k not in ("optimizer_state", "grad_scaler_state")}
+    slim["network_weights"] = half_shared(ckpt["network_weights"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / SLIM_CHECKPOINT) as tmp:
+        torch.save(slim, tmp)
+    settings = json.loads((run / "settings.json").read_text())
+    lr = ckpt["logging"].get("lrs") or [None]
+    write_card(out_dir, {"date": date.today().isoformat(), "run_settings": settings, "dataset": prepared["dataset"],
+                         "sources": [Path(s).name for s in prepared["sources"]], "epoch": ckpt["current_epoch"],
+                         "iterations": ckpt["current_epoch"] * settings["iterations"], "last_learning_rate": lr[-1]},
+               [SLIM_CHECKPOINT])
+    return out_dir
+
+
+def resumable_from_slim(slim_path: Path, trainer: nnUNetTrainerVentkit, run: Path, latest: Path) -> None:
+    """Write `latest` from a slim checkpoint of this run's data and network, with the initialised trainer's
+    fresh optimizer state, so that nnU-Net's own resume loads it."""
+    ckpt = read_checkpoint(slim_path)
+    check_run_checkpoint(ckpt, run, slim_path)
+    trainer.initialize()
+    ckpt["network_weights"] = map_shared(ckpt["network_weights"], lambda _, v: v.float())
+    ckpt["optimizer_state"], ckpt["grad_scaler_state"] = trainer.optimizer.state_dict(), None
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(latest) as tmp:
+        torch.save(ckpt, tmp)
+
+
 def averaged_weights(paths: list[Path]) -> tuple[dict, list[int]]:
     """The mean of the network weights of checkpoints of one run (aliased entries stay aliased), and the
     epoch of each: snapshots taken late in a schedule, averaged as in stochastic weight averaging."""
@@ -421,12 +485,7 @@ def export_segmenter(run: str | Path, out_dir: str | Path, card: dict, allow_unf
                                   "to ship checkpoint_latest.pth")
         src = fold_dir / "checkpoint_latest.pth"
     ckpt = read_checkpoint(src)
-    run_plans = json.loads((results / "plans.json").read_text())
-    ckpt_plans = ckpt.get("init_args", {}).get("plans", {})
-    if ckpt_plans.get("dataset_name") != run_plans["dataset_name"] or (
-            ckpt_plans.get("configurations", {}).get(CONFIGURATION, {}).get("architecture")
-            != run_plans["configurations"][CONFIGURATION]["architecture"]):
-        raise InputError(src, f"is not a checkpoint of the run {run} (another dataset or network)")
+    run_plans = check_run_checkpoint(ckpt, run, src)
     weights, averaged_epochs = (averaged_weights([src, *map(Path, average)]) if average
                                 else (ckpt["network_weights"], []))
     (out_dir / f"fold_{FOLD}").mkdir(parents=True, exist_ok=True)
