@@ -1,5 +1,6 @@
 """Real T1 appearance: labelling real scans once, then warping each T1 with its labels in the corpus."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,14 @@ def test_label_real_command_runs_samseg_and_keeps_only_our_labels(tmp_path, tiny
     fake_reference("samseg", (20, 20, 20), {258: (0, 20, 0, 20, 0, 20)}, own_grid=True)  # no brain found
     assert main(["corpus", "label-real", str(t1), "--out", str(tmp_path / "none")]) == 2
     assert not list(tmp_path.glob("none/**/*.nii.gz"))
+
+
+def test_label_real_without_t1s_wants_every_known_one(tmp_path, monkeypatch, capsys):
+    """Without arguments it labels the known real T1s, all of them: a missing one is named with its install."""
+    from ventkit.anatomy import appearance
+    from ventkit.cli import main
+
+    monkeypatch.setattr(appearance, "known_real_t1s", lambda: {"colin27": Path("/ch2.nii.gz")})
+    assert main(["corpus", "label-real", "--out", str(tmp_path / "real")]) == 2
+    assert "mni152_2009a: pip install" in capsys.readouterr().err
+    assert not (tmp_path / "real").exists()

@@ -22,8 +22,13 @@ from .grid import sample_labels
 MRICRON_COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
 
+# the real T1s that `corpus label-real` takes without arguments, and how each is installed
+KNOWN_REAL_T1S = {"mni152_2009a": "pip install -e '.[train]' (nilearn's MNI152 2009a template)",
+                  "colin27": "apt install mricron-data (Colin27, ch2.nii.gz)"}
+
+
 def known_real_t1s() -> dict[str, Path]:
-    """The real T1s found on this machine: nilearn's MNI152 2009a template, Debian's Colin27."""
+    """Those of KNOWN_REAL_T1S found on this machine: nilearn's MNI152 2009a template, Debian's Colin27."""
     found = {}
     try:
         from importlib.resources import files

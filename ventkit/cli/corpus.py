@@ -58,13 +58,16 @@ def cmd_resize(args) -> None:
 
 
 def cmd_corpus_label_real(args) -> None:
-    from ..anatomy.appearance import known_real_t1s, label_real_t1s
+    from ..anatomy.appearance import KNOWN_REAL_T1S, known_real_t1s, label_real_t1s
     from ..io import stem_of
     from ..segmentation.segment import load_segmenter
 
-    images = {stem_of(Path(p)): p for p in args.images} or known_real_t1s()
-    if not images:
-        raise InputError("images", "no T1 given and none found (pip install nilearn; apt install mricron-data)")
+    images = {stem_of(Path(p)): p for p in args.images}
+    if not images:  # the training set's real T1s: all of them, or it would differ from machine to machine
+        images = known_real_t1s()
+        missing = [f"{name}: {how}" for name, how in KNOWN_REAL_T1S.items() if name not in images]
+        if missing:
+            raise InputError("images", f"no T1 given and not every known real T1 found ({'; '.join(missing)})")
     samseg = load_segmenter("samseg")
     for name, path in images.items():
         print(f"{name}: {path} -> {samseg.description} (minutes per scan)")
