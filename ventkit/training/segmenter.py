@@ -94,25 +94,6 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.deadline: float | None = None
         self.ce_weights = CE_CLASS_WEIGHTS  # FINE_TUNE_CE_WEIGHTS for runs from a model that knows the classes
 
-    def initialize(self) -> None:
-        """nnU-Net's initialisation; on a CPU the network in channels-last memory order, whose 3-D
-        convolutions train faster there (`python bench/segment_train_speed.py`, docs/segmenter.md)."""
-        super().initialize()
-        if self.device.type == "cpu":
-            self.network.to(memory_format=torch.channels_last_3d)
-
-    def train_step(self, batch: dict) -> dict:
-        """nnU-Net's step, the batch in the network's memory order."""
-        return super().train_step(self._in_network_order(batch))
-
-    def validation_step(self, batch: dict) -> dict:
-        return super().validation_step(self._in_network_order(batch))
-
-    def _in_network_order(self, batch: dict) -> dict:
-        if self.device.type == "cpu":
-            batch = {**batch, "data": batch["data"].contiguous(memory_format=torch.channels_last_3d)}
-        return batch
-
     def _build_loss(self):
         """nnU-Net's Dice + CE with batch Dice, wrapped for deep supervision as nnU-Net does."""
         self.configuration_manager.configuration["batch_dice"] = True
