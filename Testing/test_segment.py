@@ -566,6 +566,7 @@ def test_a_run_goes_on_elsewhere_from_its_slim_checkpoint(tmp_path, monkeypatch)
     assert main(["train", "slim-segment", "--run", str(tmp_path / "here"), "--out", str(carried)]) == 0
     card = json.loads((carried / "model_card.json").read_text())
     assert (card["epoch"], card["iterations"], card["run_settings"]["epochs"]) == (1, 1, 2)
+    assert card["cases_per_source"] == {"Dataset001_Tiny": 3}
     slim = torch.load(carried / SLIM_CHECKPOINT, map_location="cpu", weights_only=False)
     assert "optimizer_state" not in slim
     assert all(v.dtype == torch.float16 for v in slim["network_weights"].values() if v.is_floating_point())

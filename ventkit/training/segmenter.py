@@ -432,7 +432,8 @@ def slim_segmenter(run: str | Path, out_dir: str | Path) -> Path:
     settings = json.loads((run / "settings.json").read_text())
     lr = ckpt["logging"].get("lrs") or [None]
     write_card(out_dir, {"date": date.today().isoformat(), "run_settings": settings, "dataset": prepared["dataset"],
-                         "sources": [Path(s).name for s in prepared["sources"]], "epoch": ckpt["current_epoch"],
+                         "cases_per_source": {Path(s).name: len(source_cases(Path(s))[1]) for s in prepared["sources"]},
+                         "epoch": ckpt["current_epoch"],
                          "iterations": ckpt["current_epoch"] * settings["iterations"], "last_learning_rate": lr[-1]},
                [SLIM_CHECKPOINT])
     return out_dir
