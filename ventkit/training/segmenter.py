@@ -413,7 +413,7 @@ def check_run_checkpoint(ckpt: dict, run: Path, src: Path) -> dict:
 
 def slim_segmenter(run: str | Path, out_dir: str | Path) -> Path:
     """The run's latest (or final) checkpoint without optimizer state, weights in fp16, in `out_dir` with a card
-    (the run's settings, data and epoch; sha256): small enough to commit, so that the run can go on from it
+    (the run's settings, cases per source and epoch; sha256): small enough to commit, so that the run can go on from it
     on another machine (`train_segmenter(resume_from=out_dir)`, the same data rebuilt there)."""
     run, out_dir = Path(run), Path(out_dir)
     if not (run / "prepared.json").is_file():
@@ -431,9 +431,9 @@ def slim_segmenter(run: str | Path, out_dir: str | Path) -> Path:
         torch.save(slim, tmp)
     settings = json.loads((run / "settings.json").read_text())
     lr = ckpt["logging"].get("lrs") or [None]
+    cases = {Path(s).name: len(source_cases(Path(s))[1]) for s in prepared["sources"]}
     write_card(out_dir, {"date": date.today().isoformat(), "run_settings": settings, "dataset": prepared["dataset"],
-                         "cases_per_source": {Path(s).name: len(source_cases(Path(s))[1]) for s in prepared["sources"]},
-                         "epoch": ckpt["current_epoch"],
+                         "cases_per_source": cases, "epoch": ckpt["current_epoch"],
                          "iterations": ckpt["current_epoch"] * settings["iterations"], "last_learning_rate": lr[-1]},
                [SLIM_CHECKPOINT])
     return out_dir
