@@ -94,6 +94,13 @@ class nnUNetTrainerVentkit(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.deadline: float | None = None
         self.ce_weights = CE_CLASS_WEIGHTS  # FINE_TUNE_CE_WEIGHTS for runs from a model that knows the classes
 
+    def initialize(self) -> None:
+        """nnU-Net's initialisation; on a CPU the network in channels-last memory order, whose 3-D
+        convolutions train faster there (`python bench/segment_train_speed.py`, docs/segmenter.md)."""
+        super().initialize()
+        if self.device.type == "cpu":
+            self.network.to(memory_format=torch.channels_last_3d)
+
     def _build_loss(self):
         """nnU-Net's Dice + CE with batch Dice, wrapped for deep supervision as nnU-Net does."""
         self.configuration_manager.configuration["batch_dice"] = True
