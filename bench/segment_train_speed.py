@@ -3,8 +3,9 @@
     python bench/segment_train_speed.py [--model NAME | --model-dir DIR] [--rounds 3] [--iterations 3]
 
 The network, batch size and patch come from a model folder's nnU-Net plans (default: the default model of
-`ventkit segment`); one iteration is a forward pass with deep supervision, nnU-Net's Dice + CE loss over
-every output, the backward pass and nnU-Net's SGD step, on a random image and random labels. Two orders:
+`ventkit segment`); one iteration is a forward pass with deep supervision, nnU-Net's Dice + CE loss summed
+over every output, the backward pass, gradient clipping and nnU-Net's SGD step, on a random image and random
+labels. Two orders:
   contiguous        PyTorch's default order, nnU-Net's
   channels_last_3d  channels last, the order `nnUNetTrainerVentkit` trains in on a CPU
 Each round times `--iterations` of each order in turn (after one warm-up iteration), so that a shared
